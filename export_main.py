@@ -1,0 +1,98 @@
+r"""Exports a MobileBERT checkpoint as a verified TF-Hub bundle.
+
+  python export_main.py --checkpoint_dir=uncased_L-24_H-128_B-512_A-4_F-4_OPT \
+      --export_dir=out/mobilebert_en_uncased
+  python export_main.py --demo --export_dir=out/demo   # built-in untrained demo
+
+The bundle layout and API are those of ../shared/HUB_API.md: encoder/, preprocessor/,
+checkpoint/, manifest.json, README.md. This binary only parses flags into a
+`hub_export.pipeline.ExportConfig`; the work is done by `hub_export.pipeline.run`.
+"""
+
+import os
+import sys
+
+# TensorFlow's C++ INFO lines are noise for a CLI; a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
+from absl import logging  # pylint: disable=g-import-not-at-top
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("export_dir", None, "Where to write the bundle (must not exist "
+                    "unless --overwrite).")
+flags.DEFINE_string("checkpoint_dir", None, "A directory as Google ships MobileBERT: "
+                    "bert_config.json, vocab.txt and one checkpoint (*.index + *.data-*).")
+flags.DEFINE_string("bert_config_file", None, "Overrides CHECKPOINT_DIR/bert_config.json.")
+flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (TF1 name-based, or this tool's "
+                    "TF2 bundle checkpoint/); overrides the one found in --checkpoint_dir.")
+flags.DEFINE_string("vocab_file", None, "Overrides CHECKPOINT_DIR/vocab.txt.")
+flags.DEFINE_string("demo", None, "Export a seeded, UNTRAINED demo checkpoint in the "
+                    "released layout: en_uncased (the default of a bare --demo) or "
+                    "multi_cased.")
+flags.DEFINE_integer("demo_seed", 0, "Seed of the demo weights.")
+flags.DEFINE_boolean("do_lower_case", None, "Tokenizer casing; default: decided from the "
+                     "vocab. A value contradicting the vocab is an error unless "
+                     "--force_do_lower_case.")
+flags.DEFINE_boolean("force_do_lower_case", False, "Accept --do_lower_case against the "
+                     "vocab's evidence.")
+flags.DEFINE_integer("seq_length", 128, "The preprocessor's default output length.")
+flags.DEFINE_boolean("overwrite", False, "Replace an existing bundle at --export_dir, "
+                     "only after the new one verified.")
+flags.DEFINE_boolean("with_mlm", True, "Export the MLM head (encoder.mlm and the mlm "
+                     "signature); --nowith_mlm for fine-tuned checkpoints without one.")
+flags.mark_flag_as_required("export_dir")
+
+
+def _config():
+  from hub_export import pipeline  # pylint: disable=g-import-not-at-top
+  return pipeline.ExportConfig(
+      export_dir=FLAGS.export_dir, checkpoint_dir=FLAGS.checkpoint_dir,
+      bert_config_file=FLAGS.bert_config_file, checkpoint=FLAGS.checkpoint,
+      vocab_file=FLAGS.vocab_file, demo=FLAGS.demo, demo_seed=FLAGS.demo_seed,
+      do_lower_case=FLAGS.do_lower_case, force_do_lower_case=FLAGS.force_do_lower_case,
+      seq_length=FLAGS.seq_length, overwrite=FLAGS.overwrite, with_mlm=FLAGS.with_mlm)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  if not FLAGS["verbosity"].present:  # absl's default INFO floods with TF save details.
+    logging.set_verbosity(logging.WARNING)
+  from hub_export import pipeline  # pylint: disable=g-import-not-at-top
+  try:
+    result = pipeline.run(_config())
+  except (pipeline.ExportError, ValueError, FileNotFoundError, FileExistsError,
+          OSError) as e:
+    pipeline.print_error(e)
+    return 1
+  enc = result.manifest["verification"]["encoder"]
+  worst = max(enc["outputs"].items(), key=lambda kv: kv[1]["max_rel"])
+  print(f"\nBundle: {result.export_dir}")
+  print(f"Parity (reloaded SavedModel vs converted model): {len(enc['outputs'])} outputs, "
+        f"worst {worst[0]} max abs {worst[1]['max_abs']:.2e}, max rel "
+        f"{worst[1]['max_rel']:.2e} (tolerance {enc['tolerance']:g})")
+  if not result.manifest["trained"]:
+    print("WARNING: untrained demo weights; the outputs are meaningless.")
+  print("Load it with:\n" + pipeline.loading_snippet(result.export_dir))
+  return 0
+
+
+def expand_bare_demo(argv):
+  """`--demo` alone means `--demo=en_uncased` (absl string flags need a value)."""
+  return [("--demo=en_uncased" if a == "--demo" else a) for a in argv]
+
+
+def run_main(argv=None):
+  """Entry point (also for tests): absl parsing, then `main`; returns the exit code."""
+  argv = expand_bare_demo(list(sys.argv if argv is None else argv))
+  try:
+    app.run(lambda a: sys.exit(main(a)), argv=argv)
+  except SystemExit as e:
+    return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(run_main())
