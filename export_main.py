@@ -87,6 +87,7 @@ def expand_bare_demo(argv):
 def run_main(argv=None):
   """Entry point (also for tests): absl parsing, then `main`; returns the exit code."""
   argv = expand_bare_demo(list(sys.argv if argv is None else argv))
+  FLAGS.unparse_flags()  # A second run in one process must not inherit the first's flags.
   try:
     app.run(lambda a: sys.exit(main(a)), argv=argv)
   except SystemExit as e:

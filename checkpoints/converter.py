@@ -152,7 +152,7 @@ def load_model(prefix: str, config: MobileBertConfig, *, with_mlm: bool = True
   def read(name):
     try:
       value = reader.get_tensor(name)
-    except tf.errors.OpError as e:
+    except (tf.errors.OpError, IndexError, ValueError) as e:  # IndexError: short read
       raise ValueError(f"checkpoint {prefix!r}: variable {name} cannot be read "
                        f"({_first_line(e)}); the data file is corrupt or truncated") from None
     if not np.issubdtype(value.dtype, np.floating):
@@ -181,7 +181,7 @@ def _load_tf2(prefix, shapes, config, *, with_mlm):
   # Restore everything the checkpoint holds, strictly both ways, then drop what the
   # export does not want: no partial restore is ever accepted.
   model = model_lib.build_model(config, with_mlm=has_mlm, with_squad=has_squad)
-  status = tf.train.Checkpoint(**model.checkpoint_items()).read(prefix)
+  status = tf.train.Checkpoint(**model.checkpoint_items()).restore(prefix)
   try:
     status.assert_consumed()
   except AssertionError as e:
@@ -206,5 +206,9 @@ def write_tf2_checkpoint(model: model_lib.MobileBertModel, directory: str) -> st
     The checkpoint prefix written.
   """
   os.makedirs(directory, exist_ok=True)
-  return tf.train.Checkpoint(**model.checkpoint_items()).write(
-      os.path.join(directory, TF2_PREFIX_NAME))
+  ckpt = tf.train.Checkpoint(**model.checkpoint_items())
+  # `restore()` (unlike `read()`) creates `save_counter` and then expects it in the
+  # checkpoint; without it Model Garden's documented
+  # `restore(path).assert_existing_objects_matched()` fails.
+  _ = ckpt.save_counter
+  return ckpt.write(os.path.join(directory, TF2_PREFIX_NAME))

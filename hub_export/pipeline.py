@@ -25,6 +25,7 @@ from hub_export import encoder as encoder_lib
 from hub_export import manifest as manifest_lib
 from hub_export import verify
 from preprocessors import export as preprocessor_export
+from preprocessors import tokenizer as tokenizer_lib
 from preprocessors import vocab as vocab_lib
 
 MAX_SEQ_LENGTH = 512
@@ -348,6 +349,9 @@ def _verify_preprocessor(path, vocab_path, do_lower_case, seq_length) -> dict:
   from official.nlp.tools import tokenization  # pylint: disable=g-import-not-at-top
   loaded = tf.saved_model.load(path)
   truth = tokenization.FullTokenizer(vocab_path, do_lower_case=do_lower_case)
+  # Model Garden's copy allows 400 characters per word; original BERT (and MobileBERT's
+  # tokenization.py) allows 200.
+  truth.wordpiece_tokenizer.max_input_chars_per_word = tokenizer_lib.MAX_INPUT_CHARS_PER_WORD
   out = loaded(tf.constant(PROBE_SENTENCES))
   ids = out["input_word_ids"].numpy()
   if ids.shape != (len(PROBE_SENTENCES), seq_length):

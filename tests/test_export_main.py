@@ -1,0 +1,52 @@
+"""The CLI end to end, through export_main.run_main (absl flags included)."""
+
+import json
+import os
+
+import pytest
+
+import export_main
+from checkpoints.config import MobileBertConfig
+from tests import testutil
+
+
+def test_checkpoint_dir_end_to_end(tmp_path, capsys):
+  src = str(tmp_path / "uncased_L-2_tiny")
+  testutil.write_checkpoint(src, testutil.tiny_config(), prefix="model.ckpt-1000")
+  code = export_main.run_main(["export_main.py", f"--checkpoint_dir={src}",
+                               f"--export_dir={tmp_path / 'out'}", "--seq_length=64"])
+  out = capsys.readouterr().out
+  assert code == 0, out
+  assert f"Bundle: {tmp_path / 'out'}" in out and "hub.KerasLayer(" in out
+  assert "Converted TF1 checkpoint" in out and "Verified:" in out
+  manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+  assert manifest["default_seq_length"] == 64 and manifest["trained"] is True
+  assert manifest["source"]["checkpoint"].endswith("model.ckpt-1000")
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["--demo", "--checkpoint_dir=/nonexistent"], "cannot be combined"),
+    (["--checkpoint_dir=/nonexistent/dir"], "is not a directory"),
+    (["--demo=xx"], "is not a demo"),
+], ids=["demo_and_dir", "missing_dir", "bad_demo"])
+def test_bad_input_exits_nonzero_with_one_line(tmp_path, capsys, args, pattern):
+  code = export_main.run_main(["export_main.py", f"--export_dir={tmp_path / 'o'}", *args])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 1
+  assert len(err) == 1 and err[0].startswith("export failed:") and pattern in err[0]
+  assert not os.path.exists(tmp_path / "o")
+
+
+def test_demo_full_original_config(tmp_path, capsys):
+  """The README's first command: the full 24-block English demo, untrained."""
+  code = export_main.run_main(["export_main.py", "--demo", f"--export_dir={tmp_path / 'demo'}"])
+  out = capsys.readouterr().out
+  assert code == 0, out
+  assert "WARNING: untrained demo weights" in out
+  manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
+  assert manifest["trained"] is False and "UNTRAINED" in manifest["weights"]
+  assert manifest["config"] == MobileBertConfig.from_dict(testutil.original_config()).to_dict()
+  assert manifest["config_defaults_applied"] == ["use_bottleneck_attention"]
+  assert manifest["conversion"]["mapped"] == 1117
+  assert len(manifest["verification"]["encoder"]["outputs"]) == 24 + 3
+  assert "UNTRAINED DEMO WEIGHTS" in (tmp_path / "demo" / "README.md").read_text()
