@@ -7,7 +7,6 @@ only then moves it into place. A failure at any step leaves nothing behind and l
 existing bundle at `export_dir` untouched.
 """
 
-import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
@@ -247,40 +246,77 @@ def _check_embedding_rows(prefix: str, config: MobileBertConfig, config_file: st
 def _export_into(work, *, config, prefix, bert_config_file, vocab, do_lower_case,
                  casing_reason, seq_length, with_mlm, trained, demo, log) -> dict:
   # The preprocessor does not depend on the model: build, save and check it in a second
-  # process while this one converts and saves the encoder (a fresh "spawn" process,
-  # since forking a process that runs TensorFlow is unsafe).
-  with concurrent.futures.ProcessPoolExecutor(
-      max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-    log("Saving preprocessor/ in a worker process ...")
-    preprocessor_job = pool.submit(_preprocessor_job, os.path.join(work, "preprocessor"),
-                                   vocab.path, do_lower_case, seq_length)
+  # process while this one converts, saves and verifies the encoder.
+  log("Saving preprocessor/ in a worker process ...")
+  worker = _PreprocessorWorker(os.path.join(work, "preprocessor"), vocab.path,
+                               do_lower_case, seq_length)
+  try:
+    log(f"Converting {prefix} ...")
+    model, report = converter.load_model(prefix, config, with_mlm=with_mlm)
+    log(f"Converted {report.source_format.upper()} checkpoint: {len(report.mapped)} "
+        f"variables mapped, {len(report.ignored)} ignored, {len(report.synthesized)} "
+        "synthesized" if report.source_format == "tf1" else
+        f"Restored TF2 checkpoint: {report.num_source_variables} entries, all consumed")
+    return _export_encoder_and_manifest(
+        work, worker, model, report, config=config, prefix=prefix,
+        bert_config_file=bert_config_file, vocab=vocab, do_lower_case=do_lower_case,
+        casing_reason=casing_reason, seq_length=seq_length, trained=trained, demo=demo,
+        log=log)
+  finally:
+    worker.stop()
+
+
+class _PreprocessorWorker:
+  """Saves the preprocessor SavedModel, reloads it and checks its ids, in a process.
+
+  A fresh "spawn" process (forking a process that runs TensorFlow is unsafe). `result`
+  returns the check's figures or raises `ExportError` with the worker's message; `stop`
+  ends the worker if it still runs (a failed export does not wait for it).
+  """
+
+  def __init__(self, path, vocab_path, do_lower_case, seq_length):
+    ctx = multiprocessing.get_context("spawn")
+    self._receive, send = ctx.Pipe(duplex=False)
+    self._process = ctx.Process(
+        target=_preprocessor_main, name="preprocessor-export",
+        args=(send, path, vocab_path, do_lower_case, seq_length), daemon=True)
+    self._process.start()
+    send.close()
+
+  def result(self) -> dict:
     try:
-      return _export_encoder_and_manifest(
-          work, preprocessor_job, config=config, prefix=prefix,
-          bert_config_file=bert_config_file, vocab=vocab, do_lower_case=do_lower_case,
-          casing_reason=casing_reason, seq_length=seq_length, with_mlm=with_mlm,
-          trained=trained, demo=demo, log=log)
-    except BaseException:
-      preprocessor_job.cancel()
-      raise
+      status, value = self._receive.recv()
+    except EOFError:
+      self._process.join()
+      raise ExportError(f"the preprocessor worker died (exit code {self._process.exitcode})"
+                        " before reporting; rerun the export") from None
+    self._process.join()
+    if status != "ok":
+      raise ExportError(f"preprocessor/: {value}")
+    return value
+
+  def stop(self) -> None:
+    if self._process.is_alive():
+      self._process.terminate()
+    self._process.join()
+    self._receive.close()
 
 
-def _preprocessor_job(path, vocab_path, do_lower_case, seq_length) -> dict:
-  """Worker-process job: save the preprocessor SavedModel, reload it, check its ids."""
-  preprocessor_export.save_preprocessor(path, vocab_file=vocab_path,
-                                        do_lower_case=do_lower_case, seq_length=seq_length)
-  return _verify_preprocessor(path, vocab_path, do_lower_case, seq_length)
+def _preprocessor_main(send, path, vocab_path, do_lower_case, seq_length) -> None:
+  """Worker-process entry point; sends ("ok", figures) or ("error", message)."""
+  try:
+    preprocessor_export.save_preprocessor(path, vocab_file=vocab_path,
+                                          do_lower_case=do_lower_case, seq_length=seq_length)
+    send.send(("ok", _verify_preprocessor(path, vocab_path, do_lower_case, seq_length)))
+  except Exception as e:  # pylint: disable=broad-except  # Reported to the parent.
+    send.send(("error", f"{type(e).__name__}: {e}"))
+  finally:
+    send.close()
 
 
-def _export_encoder_and_manifest(work, preprocessor_job, *, config, prefix,
+def _export_encoder_and_manifest(work, worker, model, report, *, config, prefix,
                                  bert_config_file, vocab, do_lower_case, casing_reason,
-                                 seq_length, with_mlm, trained, demo, log) -> dict:
-  log(f"Converting {prefix} ...")
-  model, report = converter.load_model(prefix, config, with_mlm=with_mlm)
-  log(f"Converted {report.source_format.upper()} checkpoint: {len(report.mapped)} variables "
-      f"mapped, {len(report.ignored)} ignored, {len(report.synthesized)} synthesized"
-      if report.source_format == "tf1" else
-      f"Restored TF2 checkpoint: {report.num_source_variables} entries, all consumed")
+                                 seq_length, trained, demo, log) -> dict:
   ckpt_dir = os.path.join(work, "checkpoint")
   converter.write_tf2_checkpoint(model, ckpt_dir)
   with open(os.path.join(ckpt_dir, "bert_config.json"), "w") as f:
@@ -299,7 +335,7 @@ def _export_encoder_and_manifest(work, preprocessor_job, *, config, prefix,
   parity = _verify_encoder(os.path.join(work, "encoder"), probes, reference,
                            with_mlm=model.masked_lm is not None)
   log("Waiting for preprocessor/ (saved, reloaded, checked against FullTokenizer) ...")
-  preprocessor_check = preprocessor_job.result()
+  preprocessor_check = worker.result()
   counts = {"encoder": int(sum(np.prod(v.shape) for v in model.encoder.variables))}
   if model.masked_lm is not None:
     enc_ids = {id(v) for v in model.encoder.variables}

@@ -146,3 +146,14 @@ def test_fine_tuned_checkpoint_without_mlm(tmp_path):
   assert result.manifest["source"]["has_squad_head"]
   assert result.manifest["parameter_counts"]["mlm_head"] == 0
   assert "mlm_logits" not in result.manifest["verification"]["encoder"]["outputs"]
+
+
+def test_preprocessor_worker_reports_its_error(tmp_path):
+  worker = pipeline._PreprocessorWorker(  # pylint: disable=protected-access
+      str(tmp_path / "missing_parent" / "x" / "preprocessor"),
+      str(tmp_path / "no_such_vocab.txt"), True, 128)
+  try:
+    with pytest.raises(pipeline.ExportError, match=r"^preprocessor/: .*no_such_vocab\.txt"):
+      worker.result()
+  finally:
+    worker.stop()
