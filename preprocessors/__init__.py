@@ -1,0 +1,15 @@
+"""Text preprocessing for the MobileBERT TF-Hub bundles.
+
+Modules (one concern each):
+  vocab           load/validate vocab.txt, infer casing (`load_vocab`,
+                  `infer_do_lower_case`).
+  unicode_tables  per-code-point tables of the original BERT BasicTokenizer
+                  rules, computed from Python's unicodedata.
+  tokenizer       `ParityBertTokenizer`: FullTokenizer-exact ids and byte
+                  offsets in TensorFlow ops.
+  packing         round-robin truncation and [CLS]/[SEP] packing.
+  export          `build_preprocessor`, `save_preprocessor` (SavedModel).
+  tflite          `convert_preprocessor_to_tflite`.
+
+This package never imports `checkpoints` or `hub_export`.
+"""

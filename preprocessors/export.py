@@ -1,0 +1,243 @@
+"""Builds and saves the preprocessor SavedModel (HUB_API.md, "preprocessor/").
+
+Loading: `import tensorflow_text` (registers the FastWordpiece op), then
+`pre = tf.saved_model.load(path)` or `hub.load(path)` or `hub.KerasLayer(path)`.
+
+Callables of the loaded object (B = batch size, S = seq_length):
+  * `pre(sentences)`: sentences string [B] -> dict `input_word_ids`,
+    `input_mask`, `input_type_ids`, each int32 [B, S] with the S given at
+    export (default 128).
+  * `pre.tokenize(sentences)`: int32 RaggedTensor [B, (words), (wordpieces)],
+    the ids of original BERT `FullTokenizer` (see `tokenizer.py`).
+  * `pre.tokenize_with_offsets(sentences)`: `(token_ids, start_offsets,
+    limit_offsets)`; offsets are int64 RaggedTensors [B, (words),
+    (wordpieces)] of BYTE offsets into the ORIGINAL input strings, in both
+    casing modes.
+  * `pre.tokenize.get_special_tokens_dict()` (also on
+    `pre.tokenize_with_offsets`): scalar int32 `vocab_size`, `padding_id`,
+    `start_of_sequence_id`, `end_of_segment_id`, `mask_id`.
+  * `pre.bert_pack_inputs(segments, seq_length=S)`: segments = list of 1, 2
+    or 3 int32 RaggedTensors of rank 2 or 3 (from `tokenize`); seq_length an
+    int or int32 scalar in [len(segments) + 1, 512]. Packs
+    `[CLS] a [SEP] b [SEP] (c [SEP])` with round-robin truncation; type ids
+    0 for [CLS], segment 0 and its [SEP], 1 for segment 1, 2 for segment 2;
+    padding id 0 / mask 0. Returns the three-tensor dict, int32 [B, seq_length].
+    A too-small tensor seq_length raises InvalidArgumentError("seq_length is
+    too small ...").
+Attributes: `vocab_file` (tf.saved_model.Asset, the vocab copied into
+`assets/`), `do_lower_case` (non-trainable bool tf.Variable), `seq_length`
+(non-trainable int32 tf.Variable, the default S).
+
+Serving signatures (outputs are named, never output_0):
+  * `serving_default`: input `sentences` string [B] -> `input_word_ids`,
+    `input_mask`, `input_type_ids` int32 [B, S].
+  * `bert_pack_pair`: inputs `text_a`, `text_b` string [B] -> the same three
+    outputs for sentence pairs (type ids 0 for text_a, 1 for text_b).
+
+Wrong inputs: a string tensor of rank != 1 raises InvalidArgumentError
+("sentences must be a rank-1 string tensor ..."); a non-string dtype fails to
+bind to the function signature (TypeError/ValueError naming the expected
+`tf.string` spec).
+"""
+
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from preprocessors import packing
+from preprocessors import tokenizer as tokenizer_lib
+from preprocessors import vocab as vocab_lib
+
+PAIR_SIGNATURE_NAME = "bert_pack_pair"
+_SENTENCES_SPEC = tf.TensorSpec(None, tf.string, name="sentences")
+
+
+def _as_batch(sentences):
+  """Checks rank 1 at run time; returns string [B] with static rank 1."""
+  check = tf.debugging.assert_rank(
+      sentences, 1,
+      message=("sentences must be a rank-1 string tensor [batch_size]; wrap "
+               "a single string in a list, flatten higher ranks"))
+  with tf.control_dependencies([check]):
+    return tf.reshape(sentences, [-1])
+
+
+class _SpecialTokens(tf.Module):
+  """Callable returning the special-token dict (scalar int32 tensors)."""
+
+  def __init__(self, values):
+    super().__init__()
+    self._values = dict(values)
+
+  @tf.function(input_signature=[], autograph=False)
+  def __call__(self):
+    return {k: tf.constant(v, tf.int32) for k, v in self._values.items()}
+
+
+class _Tokenize(tf.Module):
+  """`pre.tokenize`: string [B] -> int32 RaggedTensor [B, (words), (wordpieces)]."""
+
+  def __init__(self, tokenizer, special_tokens):
+    super().__init__()
+    self._tokenizer = tokenizer
+    self.get_special_tokens_dict = special_tokens
+
+  @tf.function(input_signature=[_SENTENCES_SPEC], autograph=False)
+  def __call__(self, sentences):
+    return self._tokenizer.tokenize(_as_batch(sentences))
+
+
+class _TokenizeWithOffsets(tf.Module):
+  """`pre.tokenize_with_offsets`: ids, start and limit byte offsets."""
+
+  def __init__(self, tokenizer, special_tokens):
+    super().__init__()
+    self._tokenizer = tokenizer
+    self.get_special_tokens_dict = special_tokens
+
+  @tf.function(input_signature=[_SENTENCES_SPEC], autograph=False)
+  def __call__(self, sentences):
+    return self._tokenizer.tokenize_with_offsets(_as_batch(sentences))
+
+
+class _BertPackInputs(tf.Module):
+  """`pre.bert_pack_inputs(segments, seq_length=default)`."""
+
+  def __init__(self, special_ids, default_seq_length):
+    super().__init__()
+    ids = dict(start_of_sequence_id=special_ids["start_of_sequence_id"],
+               end_of_segment_id=special_ids["end_of_segment_id"],
+               padding_id=special_ids["padding_id"])
+
+    @tf.function(autograph=False)
+    def call(segments, seq_length=default_seq_length):
+      return packing.bert_pack_inputs(segments, seq_length, **ids)
+
+    self.__call__ = call
+    for rank in (2, 3):
+      for num_segments in (1, 2, 3):
+        call.get_concrete_function(
+            [tf.RaggedTensorSpec([None] * rank, tf.int32, ragged_rank=rank - 1)
+             for _ in range(num_segments)],
+            seq_length=tf.TensorSpec([], tf.int32))
+
+
+class Preprocessor(tf.Module):
+  """The preprocessor object; see the module docstring for its API."""
+
+  def __init__(self, vocab, *, do_lower_case: bool, seq_length: int):
+    super().__init__(name="preprocessor")
+    self._seq_length_value = seq_length
+    self._special_ids = dict(vocab.special_ids)
+    self._tokenizer = tokenizer_lib.ParityBertTokenizer(
+        vocab.tokens, do_lower_case=do_lower_case,
+        unk_id=vocab.special_ids["unk_id"])
+    special = _SpecialTokens(dict(
+        vocab_size=vocab.size,
+        padding_id=vocab.special_ids["padding_id"],
+        start_of_sequence_id=vocab.special_ids["start_of_sequence_id"],
+        end_of_segment_id=vocab.special_ids["end_of_segment_id"],
+        mask_id=vocab.special_ids["mask_id"]))
+    self.vocab_file = tf.saved_model.Asset(vocab.path)
+    self.do_lower_case = tf.Variable(bool(do_lower_case), trainable=False,
+                                     name="do_lower_case")
+    self.seq_length = tf.Variable(seq_length, dtype=tf.int32, trainable=False,
+                                  name="seq_length")
+    self.tokenize = _Tokenize(self._tokenizer, special)
+    self.tokenize_with_offsets = _TokenizeWithOffsets(self._tokenizer, special)
+    self.bert_pack_inputs = _BertPackInputs(self._special_ids, seq_length)
+
+  def _pack(self, segments):
+    return packing.bert_pack_inputs(
+        segments, self._seq_length_value,
+        start_of_sequence_id=self._special_ids["start_of_sequence_id"],
+        end_of_segment_id=self._special_ids["end_of_segment_id"],
+        padding_id=self._special_ids["padding_id"])
+
+  def _tokens(self, sentences):
+    return self._tokenizer.tokenize(_as_batch(sentences))
+
+  @tf.function(input_signature=[_SENTENCES_SPEC], autograph=False)
+  def __call__(self, sentences):
+    return self._pack([self._tokens(sentences)])
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
+                                              name="sentences")],
+               autograph=False)
+  def serve_single(self, sentences):
+    return self._pack([self._tokens(sentences)])
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="text_a"),
+      tf.TensorSpec([None], tf.string, name="text_b")], autograph=False)
+  def serve_pair(self, text_a, text_b):
+    return self._pack([self._tokens(text_a), self._tokens(text_b)])
+
+
+def build_preprocessor(*, vocab_file: str, do_lower_case: bool,
+                       seq_length: int = 128) -> tf.Module:
+  """Builds the preprocessor object (not yet saved).
+
+  Args:
+    vocab_file: path of the WordPiece vocab.txt (validated by
+      `vocab.load_vocab`).
+    do_lower_case: as original BERT `FullTokenizer`; use
+      `vocab.infer_do_lower_case` to decide it from the vocab.
+    seq_length: default output length S of `pre(...)`, the serving signatures
+      and `bert_pack_inputs`, in [3, 512] (a pair needs [CLS] + 2 x [SEP]).
+
+  Returns:
+    A `Preprocessor` (tf.Module) with the API of the module docstring.
+
+  Raises:
+    ValueError: bad vocab file (see `load_vocab`), do_lower_case not a bool,
+      seq_length not an int in [3, 512].
+  """
+  if not isinstance(do_lower_case, bool):
+    raise ValueError(f"do_lower_case must be a bool, got {do_lower_case!r}; "
+                     "use vocab.infer_do_lower_case to decide it.")
+  packing.check_seq_length(seq_length, 2)
+  vocab = vocab_lib.load_vocab(vocab_file)
+  return Preprocessor(vocab, do_lower_case=do_lower_case,
+                      seq_length=seq_length)
+
+
+def save_preprocessor(export_path: str, *, vocab_file: str,
+                      do_lower_case: bool, seq_length: int = 128) -> None:
+  """Builds the preprocessor and writes it as a TF2 SavedModel.
+
+  The SavedModel is written to a temporary directory next to `export_path`
+  and renamed into place, so a failure leaves nothing at `export_path`. The
+  vocab is stored as an asset (`assets/<basename>`); no source path is
+  recorded in saved_model.pb.
+
+  Args:
+    export_path: directory to create; must not exist.
+    vocab_file, do_lower_case, seq_length: see `build_preprocessor`.
+
+  Raises:
+    FileExistsError: export_path exists.
+    ValueError: see `build_preprocessor`.
+  """
+  if os.path.exists(export_path):
+    raise FileExistsError(
+        f"export_path {export_path!r} already exists; pass a new directory "
+        "or remove the old one first.")
+  pre = build_preprocessor(vocab_file=vocab_file, do_lower_case=do_lower_case,
+                           seq_length=seq_length)
+  parent = os.path.dirname(os.path.abspath(export_path))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=".preprocessor_tmp_", dir=parent)
+  try:
+    target = os.path.join(tmp, "saved_model")
+    tf.saved_model.save(
+        pre, target,
+        signatures={
+            "serving_default": pre.serve_single.get_concrete_function(),
+            PAIR_SIGNATURE_NAME: pre.serve_pair.get_concrete_function(),
+        })
+    os.rename(target, export_path)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
