@@ -50,3 +50,18 @@ def test_demo_full_original_config(tmp_path, capsys):
   assert manifest["conversion"]["mapped"] == 1117
   assert len(manifest["verification"]["encoder"]["outputs"]) == 24 + 3
   assert "UNTRAINED DEMO WEIGHTS" in (tmp_path / "demo" / "README.md").read_text()
+
+
+def test_demo_multi_cased(tmp_path, capsys):
+  """--demo=multi_cased: the multilingual cased vocab (119,547) at full size."""
+  code = export_main.run_main(["export_main.py", "--demo=multi_cased",
+                               f"--export_dir={tmp_path / 'multi'}"])
+  out = capsys.readouterr().out
+  assert code == 0, out
+  manifest = json.loads((tmp_path / "multi" / "manifest.json").read_text())
+  assert manifest["config"]["vocab_size"] == manifest["vocab"]["size"] == 119547
+  assert manifest["vocab"]["sha256"].startswith("fe0fda7c")
+  assert manifest["do_lower_case"] is False and "cased" in manifest["do_lower_case_decided_by"]
+  assert manifest["verification"]["preprocessor"]["identical"] == \
+      manifest["verification"]["preprocessor"]["sentences"]
+  assert manifest["verification"]["encoder"]["outputs"]["mlm_logits"]["top5_agreement"] == 1.0
