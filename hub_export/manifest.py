@@ -19,7 +19,6 @@ def library_versions() -> dict:
   """Versions of the libraries that wrote (and must read) the bundle."""
   import tensorflow_text  # pylint: disable=g-import-not-at-top
   import tf_keras  # pylint: disable=g-import-not-at-top
-  import official  # pylint: disable=g-import-not-at-top,unused-import
   from importlib import metadata  # pylint: disable=g-import-not-at-top
   return {"tensorflow": tf.__version__, "tensorflow_text": tensorflow_text.__version__,
           "tf_keras": tf_keras.__version__,

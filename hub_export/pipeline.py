@@ -412,7 +412,7 @@ def _verify_encoder(path, probes, reference, *, with_mlm) -> dict:
 
 
 def _verify_preprocessor(path, vocab_path, do_lower_case, seq_length) -> dict:
-  import tensorflow_text  # pylint: disable=g-import-not-at-top,unused-import
+  import tensorflow_text  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import  (registers the ops)
   from official.nlp.tools import tokenization  # pylint: disable=g-import-not-at-top
   loaded = tf.saved_model.load(path)
   truth = tokenization.FullTokenizer(vocab_path, do_lower_case=do_lower_case)

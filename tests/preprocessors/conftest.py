@@ -1,8 +1,6 @@
 """Shared fixtures: saved preprocessors (cut off from their vocab) and the
 reference tokenizer (original BERT FullTokenizer from tf-models-official)."""
 
-import csv
-import glob
 import json
 import os
 import shutil
