@@ -123,9 +123,10 @@ def random_values(shapes: dict, config: MobileBertConfig, seed: int) -> dict:
     leaf = name.rsplit("/", 1)[-1]
     if leaf == "gamma":
       v = 1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)
-    elif leaf in ("beta", "bias", "output_bias"):
-      v = 0.02 * rng.standard_normal(shape, dtype=np.float32) if leaf != "beta" else \
-          0.1 * rng.standard_normal(shape, dtype=np.float32)
+    elif leaf == "beta":
+      v = 0.1 * rng.standard_normal(shape, dtype=np.float32)
+    elif leaf in ("bias", "output_bias"):
+      v = 0.02 * rng.standard_normal(shape, dtype=np.float32)
     else:
       v = np.clip(std * rng.standard_normal(shape, dtype=np.float32), -2 * std, 2 * std)
     values[name] = v.astype(np.float32)
