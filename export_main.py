@@ -42,6 +42,22 @@ flags.DEFINE_boolean("overwrite", False, "Replace an existing bundle at --export
                      "only after the new one verified.")
 flags.DEFINE_boolean("with_mlm", True, "Export the MLM head (encoder.mlm and the mlm "
                      "signature); --nowith_mlm for fine-tuned checkpoints without one.")
+flags.DEFINE_boolean("with_text_signature", False, "Also write serving/: one SavedModel "
+                     "from raw text to pooled_output (preprocessor + encoder), for TF "
+                     "Serving without client-side tokenization.")
+flags.DEFINE_boolean("archive", False, "Also write a .tar.gz of each SavedModel beside it "
+                     "(encoder.tar.gz, ...), the layout TF Hub's compressed hosting serves.")
+flags.DEFINE_boolean("preprocessor_tflite", False, "Also write preprocessor.tflite: the "
+                     "preprocessor for the TFLite interpreter (builtins + tensorflow-text's "
+                     "TFLite ops, no Flex), checked against the preprocessor SavedModel.")
+flags.DEFINE_enum("task", "encoder", ["encoder", "squad"], "squad: also write squad/, "
+                  "the SQuAD 1.1 mobile package (SavedModel, TFLite float/GPU/int8/NNAPI, "
+                  "ONNX float/int8), each verified against the float model.")
+flags.DEFINE_string("squad_file", None, "--task=squad: a SQuAD v1.1 JSON; its first "
+                    "--squad_calibration_questions questions calibrate the int8 models.")
+flags.DEFINE_integer("squad_calibration_questions", 100, "--task=squad: int8 calibration "
+                     "set size (MLPerf Mobile: the first 100 questions).")
+flags.DEFINE_integer("squad_seq_length", 384, "--task=squad: model length (MLPerf: 384).")
 flags.mark_flag_as_required("export_dir")
 
 
@@ -52,7 +68,19 @@ def _config():
       bert_config_file=FLAGS.bert_config_file, checkpoint=FLAGS.checkpoint,
       vocab_file=FLAGS.vocab_file, demo=FLAGS.demo, demo_seed=FLAGS.demo_seed,
       do_lower_case=FLAGS.do_lower_case, force_do_lower_case=FLAGS.force_do_lower_case,
-      seq_length=FLAGS.seq_length, overwrite=FLAGS.overwrite, with_mlm=FLAGS.with_mlm)
+      seq_length=FLAGS.seq_length, overwrite=FLAGS.overwrite, with_mlm=FLAGS.with_mlm,
+      with_text_signature=FLAGS.with_text_signature, archive=FLAGS.archive,
+      preprocessor_tflite=FLAGS.preprocessor_tflite,
+      squad=_squad_options())
+
+
+def _squad_options():
+  if FLAGS.task != "squad":
+    return None
+  from hub_export.squad import export as squad_export  # pylint: disable=g-import-not-at-top
+  return squad_export.SquadOptions(
+      squad_file=FLAGS.squad_file, calibration_questions=FLAGS.squad_calibration_questions,
+      seq_length=FLAGS.squad_seq_length)
 
 
 def main(argv):

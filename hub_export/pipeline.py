@@ -58,7 +58,8 @@ def export_bundle(export_dir: str, *, checkpoint: str, bert_config_file: str,
                   vocab_file: str, do_lower_case: Optional[bool] = None,
                   force_do_lower_case: bool = False, seq_length: int = 128,
                   overwrite: bool = False, with_mlm: bool = True, trained: bool = True,
-                  demo: Optional[str] = None,
+                  demo: Optional[str] = None, with_text_signature: bool = False,
+                  archive: bool = False, squad=None, preprocessor_tflite: bool = False,
                   log: Callable[[str], None] = print) -> ExportResult:
   """Exports a MobileBERT checkpoint as a verified TF-Hub bundle.
 
@@ -79,6 +80,17 @@ def export_bundle(export_dir: str, *, checkpoint: str, bert_config_file: str,
       `cls/predictions/*`).
     trained: False marks the bundle as untrained demo weights everywhere.
     demo: demo variant name, recorded in the manifest.
+    with_text_signature: also write `serving/`, raw text -> `pooled_output` in one
+      SavedModel (`hub_export/serving.py`), reloaded and checked against
+      preprocessor + encoder before publishing.
+    archive: also write `encoder.tar.gz`, `preprocessor.tar.gz` (and `serving.tar.gz`),
+      TF Hub's compressed-model layout (`hub_export/archive.py`), read back and checked.
+    preprocessor_tflite: also write `preprocessor.tflite` (the same tokenization and
+      packing for the TFLite interpreter with tensorflow-text's registered ops; no Flex
+      delegate needed), run against the reloaded preprocessor SavedModel before publishing.
+      Costs about 10-13 s in the preprocessor worker process.
+    squad: a `hub_export.squad.export.SquadOptions` to add the verified `squad/` mobile
+      package (issue #6), or None.
     log: receives one line per step.
 
   Returns:
@@ -102,6 +114,11 @@ def export_bundle(export_dir: str, *, checkpoint: str, bert_config_file: str,
     raise ExportError(f"--seq_length={seq_length} is out of range: it must be in "
                       f"[{MIN_SEQ_LENGTH}, {min(MAX_SEQ_LENGTH, config.max_position_embeddings)}]"
                       " (max_position_embeddings of the config); pick a length in range")
+  if squad is not None:
+    try:
+      squad.check(config.max_position_embeddings)
+    except ValueError as e:
+      raise ExportError(str(e)) from None
   vocab = vocab_lib.load_vocab(vocab_file)
   if vocab.size != config.vocab_size:
     raise ExportError(f"vocab {vocab_file} has {vocab.size} tokens but {bert_config_file} "
@@ -134,7 +151,17 @@ def export_bundle(export_dir: str, *, checkpoint: str, bert_config_file: str,
     manifest = _export_into(
         work, config=config, prefix=prefix, bert_config_file=bert_config_file,
         vocab=vocab, do_lower_case=do_lower_case, casing_reason=casing_reason,
-        seq_length=seq_length, with_mlm=with_mlm, trained=trained, demo=demo, log=log)
+        seq_length=seq_length, with_mlm=with_mlm, trained=trained, demo=demo,
+        with_text_signature=with_text_signature, archive=archive,
+        preprocessor_tflite=preprocessor_tflite, log=log)
+    if squad is not None:  # issue #6: squad/ from the checkpoint/ just written, verified
+      from hub_export.squad import export as squad_export  # pylint: disable=g-import-not-at-top
+      manifest["squad"] = squad_export.export_into_bundle(
+          work, config=config, vocab_file=vocab.path, do_lower_case=do_lower_case,
+          options=squad, log=log)
+      manifest_lib.write_manifest(os.path.join(work, "manifest.json"), manifest)
+      with open(os.path.join(work, "README.md"), "w") as f:  # model card with squad/
+        f.write(manifest_lib.model_card(manifest))
     _publish(work, export_dir, overwrite)
   except BaseException:
     shutil.rmtree(work, ignore_errors=True)
@@ -159,6 +186,10 @@ class ExportConfig:
   seq_length: int = 128
   overwrite: bool = False
   with_mlm: bool = True
+  with_text_signature: bool = False
+  archive: bool = False
+  preprocessor_tflite: bool = False
+  squad: Optional[object] = None  # hub_export.squad.export.SquadOptions (--task=squad)
 
 
 def run(cfg: ExportConfig, log: Callable[[str], None] = print) -> ExportResult:
@@ -193,7 +224,9 @@ def run(cfg: ExportConfig, log: Callable[[str], None] = print) -> ExportResult:
           vocab_file=os.path.join(scratch, "vocab.txt"), do_lower_case=cfg.do_lower_case,
           force_do_lower_case=cfg.force_do_lower_case, seq_length=cfg.seq_length,
           overwrite=cfg.overwrite, with_mlm=cfg.with_mlm, trained=False,
-          demo=f"{cfg.demo} (seed {cfg.demo_seed})", log=log)
+          with_text_signature=cfg.with_text_signature, archive=cfg.archive,
+          preprocessor_tflite=cfg.preprocessor_tflite,
+          squad=cfg.squad, demo=f"{cfg.demo} (seed {cfg.demo_seed})", log=log)
     finally:
       shutil.rmtree(scratch, ignore_errors=True)
   if not explicit:
@@ -215,7 +248,10 @@ def run(cfg: ExportConfig, log: Callable[[str], None] = print) -> ExportResult:
       bert_config_file=part(cfg.bert_config_file, "bert_config.json"),
       vocab_file=part(cfg.vocab_file, "vocab.txt"), do_lower_case=cfg.do_lower_case,
       force_do_lower_case=cfg.force_do_lower_case, seq_length=cfg.seq_length,
-      overwrite=cfg.overwrite, with_mlm=cfg.with_mlm, trained=True, log=log)
+      overwrite=cfg.overwrite, with_mlm=cfg.with_mlm, trained=True,
+      with_text_signature=cfg.with_text_signature, archive=cfg.archive, squad=cfg.squad,
+      preprocessor_tflite=cfg.preprocessor_tflite,
+      log=log)
 
 
 _FLAG_FOR = {"checkpoint": "checkpoint", "bert_config.json": "bert_config_file",
@@ -244,12 +280,15 @@ def _check_embedding_rows(prefix: str, config: MobileBertConfig, config_file: st
 
 
 def _export_into(work, *, config, prefix, bert_config_file, vocab, do_lower_case,
-                 casing_reason, seq_length, with_mlm, trained, demo, log) -> dict:
+                 casing_reason, seq_length, with_mlm, trained, demo, log,
+                 with_text_signature=False, archive=False,
+                 preprocessor_tflite=False) -> dict:
   # The preprocessor does not depend on the model: build, save and check it in a second
   # process while this one converts, saves and verifies the encoder.
-  log("Saving preprocessor/ in a worker process ...")
+  log("Saving preprocessor/" + (" and preprocessor.tflite" if preprocessor_tflite else "") +
+      " in a worker process ...")
   worker = _PreprocessorWorker(os.path.join(work, "preprocessor"), vocab.path,
-                               do_lower_case, seq_length)
+                               do_lower_case, seq_length, preprocessor_tflite)
   try:
     log(f"Converting {prefix} ...")
     model, report = converter.load_model(prefix, config, with_mlm=with_mlm)
@@ -261,7 +300,7 @@ def _export_into(work, *, config, prefix, bert_config_file, vocab, do_lower_case
         work, worker, model, report, config=config, prefix=prefix,
         bert_config_file=bert_config_file, vocab=vocab, do_lower_case=do_lower_case,
         casing_reason=casing_reason, seq_length=seq_length, trained=trained, demo=demo,
-        log=log)
+        log=log, with_text_signature=with_text_signature, archive=archive)
   finally:
     worker.stop()
 
@@ -274,12 +313,12 @@ class _PreprocessorWorker:
   ends the worker if it still runs (a failed export does not wait for it).
   """
 
-  def __init__(self, path, vocab_path, do_lower_case, seq_length):
+  def __init__(self, path, vocab_path, do_lower_case, seq_length, with_tflite=False):
     ctx = multiprocessing.get_context("spawn")
     self._receive, send = ctx.Pipe(duplex=False)
     self._process = ctx.Process(
         target=_preprocessor_main, name="preprocessor-export",
-        args=(send, path, vocab_path, do_lower_case, seq_length), daemon=True)
+        args=(send, path, vocab_path, do_lower_case, seq_length, with_tflite), daemon=True)
     self._process.start()
     send.close()
 
@@ -302,12 +341,28 @@ class _PreprocessorWorker:
     self._receive.close()
 
 
-def _preprocessor_main(send, path, vocab_path, do_lower_case, seq_length) -> None:
-  """Worker-process entry point; sends ("ok", figures) or ("error", message)."""
+def _preprocessor_main(send, path, vocab_path, do_lower_case, seq_length,
+                       with_tflite=False) -> None:
+  """Worker-process entry point; sends ("ok", figures) or ("error", message).
+
+  With `with_tflite`, also writes `preprocessor.tflite` beside `path` (TFLite builtins +
+  tensorflow-text's registered TFLite ops, no Flex), after running both of its
+  signatures in the TFLite interpreter against the reloaded SavedModel
+  (`preprocessors.tflite.verify_tflite_preprocessor`, which raises on any mismatch).
+  """
   try:
     preprocessor_export.save_preprocessor(path, vocab_file=vocab_path,
                                           do_lower_case=do_lower_case, seq_length=seq_length)
-    send.send(("ok", _verify_preprocessor(path, vocab_path, do_lower_case, seq_length)))
+    check = _verify_preprocessor(path, vocab_path, do_lower_case, seq_length)
+    if with_tflite:
+      from preprocessors import tflite as preprocessor_tflite  # pylint: disable=g-import-not-at-top
+      model = preprocessor_tflite.convert_preprocessor_to_tflite(
+          vocab_file=vocab_path, do_lower_case=do_lower_case, seq_length=seq_length)
+      check["tflite"] = preprocessor_tflite.verify_tflite_preprocessor(
+          model, saved_model_dir=path)
+      with open(os.path.join(os.path.dirname(path), "preprocessor.tflite"), "wb") as f:
+        f.write(model)
+    send.send(("ok", check))
   except Exception as e:  # pylint: disable=broad-except  # Reported to the parent.
     send.send(("error", f"{type(e).__name__}: {e}"))
   finally:
@@ -316,7 +371,8 @@ def _preprocessor_main(send, path, vocab_path, do_lower_case, seq_length) -> Non
 
 def _export_encoder_and_manifest(work, worker, model, report, *, config, prefix,
                                  bert_config_file, vocab, do_lower_case, casing_reason,
-                                 seq_length, trained, demo, log) -> dict:
+                                 seq_length, trained, demo, log,
+                                 with_text_signature=False, archive=False) -> dict:
   ckpt_dir = os.path.join(work, "checkpoint")
   converter.write_tf2_checkpoint(model, ckpt_dir)
   with open(os.path.join(ckpt_dir, "bert_config.json"), "w") as f:
@@ -336,6 +392,8 @@ def _export_encoder_and_manifest(work, worker, model, report, *, config, prefix,
                            with_mlm=model.masked_lm is not None)
   log("Waiting for preprocessor/ (saved, reloaded, checked against FullTokenizer) ...")
   preprocessor_check = worker.result()
+  serving_check = _export_text_serving(work, log) if with_text_signature else None
+  archives = _write_archives(work, log) if archive else None
   counts = {"encoder": int(sum(np.prod(v.shape) for v in model.encoder.variables))}
   if model.masked_lm is not None:
     enc_ids = {id(v) for v in model.encoder.variables}
@@ -355,7 +413,8 @@ def _export_encoder_and_manifest(work, worker, model, report, *, config, prefix,
   manifest = manifest_lib.build_manifest(
       source=source, config=config, do_lower_case=do_lower_case, casing_reason=casing_reason,
       vocab=vocab, parameter_counts=counts, seq_length=seq_length, parity=parity,
-      trained=trained, conversion=conversion, preprocessor_check=preprocessor_check)
+      trained=trained, conversion=conversion, preprocessor_check=preprocessor_check,
+      serving=serving_check, archives=archives)
   manifest_lib.write_manifest(os.path.join(work, "manifest.json"), manifest)
   with open(os.path.join(work, "README.md"), "w") as f:
     f.write(manifest_lib.model_card(manifest))
@@ -364,6 +423,34 @@ def _export_encoder_and_manifest(work, worker, model, report, *, config, prefix,
       f"(tolerance {parity['tolerance']:g}); tokenizer probe "
       f"{preprocessor_check['identical']}/{preprocessor_check['sentences']} identical")
   return manifest
+
+
+def _export_text_serving(work, log) -> dict:
+  """Writes and checks `serving/` (raw text -> pooled_output) from the saved parts."""
+  from hub_export import serving  # pylint: disable=g-import-not-at-top  (imports tensorflow_text)
+  parts = dict(preprocessor_dir=os.path.join(work, "preprocessor"),
+               encoder_dir=os.path.join(work, "encoder"))
+  log("Saving serving/ (preprocessor + encoder, raw text in) ...")
+  serving.save_text_serving(os.path.join(work, "serving"), **parts)
+  log("Verifying serving/ reloaded from disk against preprocessor/ + encoder/ ...")
+  try:
+    return serving.verify_text_serving(
+        os.path.join(work, "serving"), sentences=PROBE_SENTENCES,
+        pairs=(PROBE_SENTENCES, PROBE_SENTENCES[::-1]), **parts)
+  except ValueError as e:
+    raise ExportError(f"serving/: {e}") from None
+
+
+def _write_archives(work, log) -> dict:
+  """Writes `<name>.tar.gz` beside each SavedModel of the bundle (TF Hub layout)."""
+  from hub_export import archive as archive_lib  # pylint: disable=g-import-not-at-top
+  result = {}
+  for name in ("encoder", "preprocessor", "serving"):
+    if os.path.isdir(os.path.join(work, name)):
+      log(f"Archiving {name}/ as {name}.tar.gz ...")
+      result[name] = archive_lib.write_archive(os.path.join(work, name),
+                                               os.path.join(work, f"{name}.tar.gz"))
+  return result
 
 
 def _source_outputs(model, batch) -> dict:

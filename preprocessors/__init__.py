@@ -5,11 +5,13 @@ Modules (one concern each):
                   `infer_do_lower_case`).
   unicode_tables  per-code-point tables of the original BERT BasicTokenizer
                   rules, computed from Python's unicodedata.
+  utf8            UTF-8 decoding/encoding in ops that have TFLite kernels.
   tokenizer       `ParityBertTokenizer`: FullTokenizer-exact ids and byte
                   offsets in TensorFlow ops.
   packing         round-robin truncation and [CLS]/[SEP] packing.
   export          `build_preprocessor`, `save_preprocessor` (SavedModel).
-  tflite          `convert_preprocessor_to_tflite`.
+  tflite          `convert_preprocessor_to_tflite` (no Flex ops),
+                  `verify_tflite_preprocessor` (interpreter vs SavedModel).
 
 This package never imports `checkpoints` or `hub_export`.
 """

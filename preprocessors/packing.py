@@ -3,7 +3,7 @@
 Same results as `tensorflow_text.RoundRobinTrimmer` + `combine_segments` +
 `pad_model_inputs` (the published bert_*_preprocess modules), computed in
 closed form (water-filling by a fixed 10-step bisection, no while loop and no
-RoundRobinTrim op).
+RoundRobinTrim op); every output position gathers its id (no scatter).
 """
 
 import tensorflow as tf
@@ -144,35 +144,35 @@ def bert_pack_inputs(segments, seq_length, *, start_of_sequence_id: int,
   lengths = tf.stack([tf.cast(s.row_lengths(), tf.int32) for s in segs],
                      axis=1)
   alloc = round_robin_allocation(lengths, budget)  # [B, k]
-  batch = tf.shape(lengths)[0]
   # Start position of segment i in the packed row: after [CLS] and the
   # previous segments with their [SEP]s.
   seg_start = 1 + tf.cumsum(alloc + 1, axis=1, exclusive=True)  # [B, k]
-  rows, cols, ids, types = [], [], [], []
+  total = seg_start[:, -1] + alloc[:, -1] + 1  # [B], tokens incl. specials.
+  # Every output position gathers its id from one flat vector: the tokens
+  # of all segments, then [CLS], [SEP], [PAD].
+  pos = tf.range(seq_length)[None, :]  # [1, S]
+  values = [s.flat_values for s in segs]
+  sizes = [tf.shape(v)[0] for v in values]
+  offset = 0
+  num_tokens = tf.add_n(sizes) if len(sizes) > 1 else sizes[0]
+  cls_index, sep_index, pad_index = num_tokens, num_tokens + 1, num_tokens + 2
+  batch = tf.shape(lengths)[0]
+  index = tf.fill(tf.stack([batch, seq_length]), pad_index)  # [B, S]
+  type_ids = tf.zeros_like(index)
   for i, seg in enumerate(segs):
-    row = tf.cast(seg.value_rowids(), tf.int32)
-    pos = tf.range(tf.shape(seg.flat_values)[0]) - tf.gather(
-        tf.cast(seg.row_starts(), tf.int32), row)
-    keep = pos < tf.gather(alloc[:, i], row)
-    row = tf.boolean_mask(row, keep)
-    rows += [row, tf.range(batch)]
-    cols += [tf.gather(seg_start[:, i], row) + tf.boolean_mask(pos, keep),
-             seg_start[:, i] + alloc[:, i]]
-    ids += [tf.boolean_mask(seg.flat_values, keep),
-            tf.fill([batch], tf.constant(end_of_segment_id, tf.int32))]
-    types += [tf.fill(tf.shape(row), tf.constant(i, tf.int32)),
-              tf.fill([batch], tf.constant(i, tf.int32))]
-  rows.append(tf.range(batch))
-  cols.append(tf.zeros([batch], tf.int32))
-  ids.append(tf.fill([batch], tf.constant(start_of_sequence_id, tf.int32)))
-  types.append(tf.zeros([batch], tf.int32))
-  index = tf.stack([tf.concat(rows, 0), tf.concat(cols, 0)], axis=1)
-  shape = tf.stack([batch, seq_length])
-  total = seg_start[:, -1] + alloc[:, -1] + 1
-  mask = tf.cast(tf.sequence_mask(total, seq_length), tf.int32)
-  word_ids = tf.scatter_nd(index, tf.concat(ids, 0), shape)
-  if padding_id != 0:
-    word_ids += (1 - mask) * padding_id
-  type_ids = tf.scatter_nd(index, tf.concat(types, 0), shape)
-  return dict(input_word_ids=word_ids, input_mask=mask,
-              input_type_ids=type_ids)
+    begin = seg_start[:, i:i + 1]
+    end = begin + alloc[:, i:i + 1]  # position of this segment's [SEP].
+    row_start = tf.cast(seg.row_starts(), tf.int32)[:, None]
+    index = tf.where((pos >= begin) & (pos < end),
+                     offset + row_start + pos - begin, index)
+    index = tf.where(tf.equal(pos, end), sep_index, index)
+    if i > 0:
+      type_ids += tf.cast(pos >= begin, tf.int32)
+    offset += sizes[i]
+  index = tf.where(tf.equal(pos, 0), cls_index, index)
+  flat = tf.concat(values + [tf.constant(
+      [start_of_sequence_id, end_of_segment_id, padding_id], tf.int32)],
+                   axis=0)
+  mask = tf.cast(pos < total[:, None], tf.int32)
+  return dict(input_word_ids=tf.gather(flat, index), input_mask=mask,
+              input_type_ids=type_ids * mask)

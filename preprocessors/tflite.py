@@ -1,75 +1,285 @@
-"""Conversion of the preprocessor SavedModel to TensorFlow Lite.
+"""The preprocessor as a TensorFlow Lite model, and its check against the SavedModel.
 
-`convert_preprocessor_to_tflite` converts the `serving_default` signature
-(sentences string [B] -> input_word_ids, input_mask, input_type_ids int32
-[B, seq_length]) to a .tflite flatbuffer. The tensorflow-text op
-FastWordpieceTokenizeWithOffsets is kept as a custom op (tensorflow-text
-registers a TFLite kernel for it, see `make_interpreter`). Everything else
-is TFLite builtins except UnicodeDecodeWithOffsets and UnicodeEncode (no
-builtin exists; the exact code-point tables of `tokenizer.py` need them),
-which are kept as Select TF ("Flex") ops.
+`convert_preprocessor_to_tflite` builds the two serving functions of the
+preprocessor SavedModel (`export.py`) around a tokenizer built with
+`tflite_compatible=True` and converts them with the
+TFLite converter restricted to TFLITE_BUILTINS plus custom ops, i.e. without
+Select TF ("Flex") ops:
 
-Limitation (measured with tensorflow 2.20.0 / ai-edge-litert 2.3.0): the
-Python interpreters available here (`ai_edge_litert.interpreter` and
-`tf.lite.Interpreter`) do not link the Flex delegate, so running the
-converted model fails with "Select TensorFlow op(s), included in the given
-model, is(are) not supported by this interpreter ... (FlexUnicodeDecodeWithOffsets)
-failed to prepare.". A runtime with the Flex delegate (e.g. Android's
-tensorflow-lite-select-tf-ops) is required.
+  * `serving_default`: `sentences` string [B] -> `input_word_ids`,
+    `input_mask`, `input_type_ids` int32 [B, seq_length];
+  * `bert_pack_pair` (`export.PAIR_SIGNATURE_NAME`): `text_a`, `text_b`
+    string [B] -> the same three outputs.
+
+The model uses the TFLite builtins plus these tensorflow-text custom ops,
+whose kernels `tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS` registers
+in an interpreter (see `make_interpreter`): TFText>ByteSplitWithOffsets,
+TFText>NgramsStringJoin, FastWordpieceTokenizeWithOffsets (see `utf8.py` for
+why UTF-8 is decoded and encoded with them instead of TF's Unicode ops, which
+have no TFLite kernel). The token ids are those of the SavedModel, i.e. of
+original BERT FullTokenizer; `verify_tflite_preprocessor` checks this on a
+multilingual sample in the TFLite interpreter.
 """
 
-import os
+import time
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text  # registers the custom ops for conversion.
 
+from preprocessors import export
+from preprocessors import packing
+from preprocessors import tokenizer as tokenizer_lib
+from preprocessors import vocab as vocab_lib
 
-def convert_preprocessor_to_tflite(*, saved_model_dir: str, output_path: str,
-                                   signature_key: str = "serving_default"
-                                   ) -> int:
-  """Converts one signature of a saved preprocessor to a .tflite file.
+# Custom ops with a TFLite kernel in tensorflow_text.tflite_registrar that
+# the preprocessor may use (any other custom op would fail at run time).
+ALLOWED_CUSTOM_OPS = frozenset({
+    "FastWordpieceTokenizeWithOffsets",
+    "TFText>ByteSplitWithOffsets",
+    "TFText>NgramsStringJoin",
+})
+SIGNATURE_KEYS = ("serving_default", export.PAIR_SIGNATURE_NAME)
+OUTPUT_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+def _spec(name):
+  return tf.TensorSpec([None], tf.string, name=name)
+
+
+# Default check sample: hard cases of the original BERT rules in many
+# scripts (accents, ß and ligatures, final sigma, CJK incl. extension B,
+# Thai without spaces, Hangul and Tamil (one character -> several code
+# points when lower-cased), control/format/zero-width characters, no-break
+# and ideographic spaces, emoji, 200/201-character words, invalid UTF-8).
+PROBE_SENTENCES = (
+    "Hello, world! The quick brown fox jumps over the lazy dog.",
+    "Straße STRASSE ß ﬁne ﬂow İstanbul ıi Éléphant cafe\u0301",
+    "ΟΔΟΣ. ΣΑΣ Σ aΣ. Α\u0301Σ ΑΣ\u200bΒ",
+    "Москва — столица России. Ünïcödé ǅ",
+    "中文分词测试，你好！日本語のテキスト。한국어 텍스트 𠀀𠀁 𪚥",
+    "ภาษาไทยไม่มีช่องว่าง ພາສາລາວ नमस्ते दुनिया كتاب",
+    "a\u00a0b\u202fc d\u3000e f\u200bg co\u00adop a\x00b\x01c\x7fd\ufffde",
+    "I ❤️ 🤗🎉 👍🏽 ™ © ° € ₹ 1,000.5 ١٢٣ ½",
+    "a" * 200 + " " + "b" * 201 + " x" + "é" * 199,
+    "",
+    " \t\n\u3000 ",
+    "[CLS] [SEP] [MASK] [UNK] [PAD]",
+    "தொடர் கொண்டு",
+    b"caf\xc3\xa9 \xff\xe2\x82 ok \xed\xa0\x80",
+)
+
+
+def custom_ops(model_content: bytes):
+  """Names of the custom ops (incl. Flex ops) used by a .tflite model.
 
   Args:
-    saved_model_dir: directory written by `export.save_preprocessor`.
-    output_path: file to write; must not exist.
-    signature_key: signature to convert ("serving_default" or
-      "bert_pack_pair").
+    model_content: bytes of a TFLite flatbuffer.
 
   Returns:
-    Number of bytes written.
+    sorted list of str, e.g. ["TFText>NgramsStringJoin"]; Select TF ops
+    appear as "Flex<OpName>".
+  """
+  from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  model = schema.Model.GetRootAsModel(model_content, 0)
+  names = set()
+  for i in range(model.OperatorCodesLength()):
+    code = model.OperatorCodes(i)
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    if builtin == schema.BuiltinOperator.CUSTOM:
+      names.add(code.CustomCode().decode("utf-8"))
+  return sorted(names)
+
+
+def _serving_functions(vocab, *, do_lower_case: bool, seq_length: int):
+  """Concrete functions `serving_default` and `bert_pack_pair` for TFLite.
+
+  The same tokenizer (built with `tflite_compatible=True`) and packing as
+  the SavedModel's signatures of the same names (`export.Preprocessor`).
+  The TFLite signature keys are the Python function names.
+  """
+  tokenizer = tokenizer_lib.ParityBertTokenizer(
+      vocab.tokens, do_lower_case=do_lower_case,
+      unk_id=vocab.special_ids["unk_id"], tflite_compatible=True)
+  ids = vocab.special_ids
+
+  def pack(*texts):
+    return packing.bert_pack_inputs(
+        [tokenizer.tokenize(t) for t in texts], seq_length,
+        start_of_sequence_id=ids["start_of_sequence_id"],
+        end_of_segment_id=ids["end_of_segment_id"],
+        padding_id=ids["padding_id"])
+
+  @tf.function(input_signature=[_spec("sentences")], autograph=False)
+  def serving_default(sentences):
+    return pack(sentences)
+
+  @tf.function(input_signature=[_spec("text_a"), _spec("text_b")],
+               autograph=False)
+  def bert_pack_pair(text_a, text_b):
+    return pack(text_a, text_b)
+
+  return [serving_default.get_concrete_function(),
+          bert_pack_pair.get_concrete_function()]
+
+
+def check_tflite_ops(model_content: bytes) -> None:
+  """Raises ValueError if the model needs a custom op we cannot run.
+
+  Allowed: TFLite builtins and ALLOWED_CUSTOM_OPS (kernels registered by
+  tensorflow_text.tflite_registrar). Select TF ("Flex") ops are refused.
+  """
+  unsupported = sorted(set(custom_ops(model_content)) - ALLOWED_CUSTOM_OPS)
+  if unsupported:
+    raise ValueError(
+        f"the TFLite model needs op(s) {unsupported} that have no kernel in "
+        f"TFLite builtins or tensorflow_text.tflite_registrar (allowed custom "
+        f"ops: {sorted(ALLOWED_CUSTOM_OPS)}); keep the tokenizer graph to the "
+        "ops listed in preprocessors/tflite.py.")
+
+
+def convert_preprocessor_to_tflite(*, vocab_file: str, do_lower_case: bool,
+                                   seq_length: int = 128) -> bytes:
+  """Converts the preprocessor to a TFLite model without Flex ops.
+
+  Args:
+    vocab_file, do_lower_case, seq_length: as given to
+      `export.save_preprocessor` for the SavedModel this model should match
+      (check with `verify_tflite_preprocessor`).
+
+  Returns:
+    bytes of the .tflite flatbuffer with the signatures `serving_default`
+    (input `sentences`) and `bert_pack_pair` (inputs `text_a`, `text_b`),
+    string [B] each; outputs input_word_ids, input_mask, input_type_ids,
+    int32 [B, seq_length].
 
   Raises:
-    FileExistsError: output_path exists.
-    ValueError: saved_model_dir has no saved_model.pb.
+    ValueError: do_lower_case not a bool, seq_length not an int in
+      [3, 512], a bad vocab file (see `vocab.load_vocab`), or the converted
+      model needs an op outside TFLITE_BUILTINS + ALLOWED_CUSTOM_OPS
+      (`check_tflite_ops`).
   """
-  if os.path.exists(output_path):
-    raise FileExistsError(f"output_path {output_path!r} already exists; pass "
-                          "a new file name.")
-  if not os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
-    raise ValueError(f"{saved_model_dir!r} has no saved_model.pb; pass the "
-                     "directory written by save_preprocessor.")
-  converter = tf.lite.TFLiteConverter.from_saved_model(
-      saved_model_dir, signature_keys=[signature_key])
-  converter.target_spec.supported_ops = [
-      tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS
-  ]
-  converter.allow_custom_ops = True
+  if not isinstance(do_lower_case, bool):
+    raise ValueError(f"do_lower_case must be a bool, got {do_lower_case!r}; "
+                     "use vocab.infer_do_lower_case to decide it.")
+  packing.check_seq_length(seq_length, 2)
+  functions = _serving_functions(vocab_lib.load_vocab(vocab_file),
+                                 do_lower_case=do_lower_case,
+                                 seq_length=seq_length)
+  # The functions capture constants only. The converter saves them with this
+  # (empty) trackable to keep both signatures; a trackable with tf.function
+  # attributes would be traced again.
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(functions,
+                                                              tf.Module())
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  converter.allow_custom_ops = True  # checked by check_tflite_ops below.
   model = converter.convert()
-  with open(output_path, "wb") as f:
-    f.write(model)
-  return len(model)
+  check_tflite_ops(model)
+  return model
 
 
 def make_interpreter(model_content: bytes):
-  """An `ai_edge_litert` interpreter with the tensorflow-text TFLite ops.
+  """A TFLite interpreter with the tensorflow-text ops, tensors allocated.
+
+  Uses `ai_edge_litert.interpreter.InterpreterWithCustomOps` with
+  `tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS`.
 
   Raises:
-    RuntimeError: from `allocate_tensors` if the model needs Flex ops (see
-      the module docstring).
+    ValueError: model_content is not a TFLite flatbuffer.
+    ImportError: the `ai-edge-litert` package is not installed.
   """
-  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  if not isinstance(model_content, bytes) or model_content[4:8] != b"TFL3":
+    raise ValueError("model_content is not a TFLite flatbuffer (no 'TFL3' "
+                     "identifier); pass the bytes returned by "
+                     "convert_preprocessor_to_tflite.")
+  try:
+    from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError("running the TFLite preprocessor needs the LiteRT "
+                      "interpreter: pip install ai-edge-litert (see "
+                      "requirements.txt)") from e
   interp = litert.InterpreterWithCustomOps(
       model_content=model_content,
       custom_op_registerers=tf_text.tflite_registrar.SELECT_TFTEXT_OPS)
   interp.allocate_tensors()
   return interp
+
+
+def _as_bytes_array(texts):
+  return np.array([t.encode("utf-8") if isinstance(t, str) else bytes(t)
+                   for t in texts], dtype=object)
+
+
+def verify_tflite_preprocessor(model_content: bytes, *, saved_model_dir: str,
+                               sentences=PROBE_SENTENCES,
+                               batch_size: int = 64) -> dict:
+  """Runs the TFLite model and the SavedModel on sentences; compares outputs.
+
+  Both signatures are checked: `serving_default` on `sentences`, and
+  `bert_pack_pair` on (sentences, sentences rotated by one).
+
+  Args:
+    model_content: bytes from `convert_preprocessor_to_tflite`.
+    saved_model_dir: the saved preprocessor it was converted from.
+    sentences: sequence of str or bytes (default PROBE_SENTENCES).
+    batch_size: sentences per interpreter call, >= 1.
+
+  Returns:
+    dict with `sentences` (compared per signature), `identical_single`,
+    `identical_pair` (rows whose three outputs are all equal), `signatures`,
+    `seconds_tflite` (interpreter time, both signatures).
+
+  Raises:
+    ValueError: empty sentences or batch_size < 1, bad model_content.
+    ImportError: `ai-edge-litert` is not installed.
+    RuntimeError: any row differs (the message names the first ones).
+  """
+  texts = list(sentences)
+  if not texts:
+    raise ValueError("sentences is empty; pass at least one sentence.")
+  if isinstance(batch_size, bool) or not isinstance(
+      batch_size, int) or batch_size < 1:
+    raise ValueError(f"batch_size={batch_size!r}; pass an int >= 1.")
+  interp = make_interpreter(model_content)
+  keys = sorted(interp.get_signature_list())
+  if keys != sorted(SIGNATURE_KEYS):
+    raise ValueError(f"the TFLite model has signatures {keys}, expected "
+                     f"{sorted(SIGNATURE_KEYS)}; pass a model from "
+                     "convert_preprocessor_to_tflite.")
+  saved = tf.saved_model.load(saved_model_dir)
+  data = _as_bytes_array(texts)
+  rotated = np.roll(data, 1)
+  identical = {}
+  mismatches = []
+  seconds = 0.0
+  for key in SIGNATURE_KEYS:
+    runner = interp.get_signature_runner(key)
+    same = 0
+    for i in range(0, len(data), batch_size):
+      if key == "serving_default":
+        inputs = dict(sentences=data[i:i + batch_size])
+      else:
+        inputs = dict(text_a=data[i:i + batch_size],
+                      text_b=rotated[i:i + batch_size])
+      start = time.perf_counter()
+      got = runner(**inputs)
+      seconds += time.perf_counter() - start
+      want = saved.signatures[key](
+          **{k: tf.constant(v) for k, v in inputs.items()})
+      rows_equal = np.ones(len(inputs[next(iter(inputs))]), bool)
+      for out in OUTPUT_KEYS:
+        rows_equal &= np.all(got[out] == want[out].numpy(), axis=1)
+      same += int(rows_equal.sum())
+      for j in np.flatnonzero(~rows_equal):
+        mismatches.append((key, texts[i + j]))
+    identical[key] = same
+  if mismatches:
+    raise RuntimeError(
+        f"the TFLite preprocessor differs from the SavedModel "
+        f"{saved_model_dir!r} on {len(mismatches)} row(s), e.g. "
+        f"{mismatches[:3]}")
+  return {"sentences": len(texts),
+          "identical_single": identical["serving_default"],
+          "identical_pair": identical[export.PAIR_SIGNATURE_NAME],
+          "signatures": list(SIGNATURE_KEYS),
+          "seconds_tflite": round(seconds, 3)}

@@ -7,7 +7,8 @@ the ORIGINAL input strings.
 
 How (all vectorized over the flattened batch, no Python per string):
   1. `tf.strings.unicode_decode_with_offsets` gives code points and their byte
-     offsets in the original string.
+     offsets in the original string (`utf8.decode` in the TFLite-compatible
+     graph: same values, ops with TFLite kernels).
   2. A per-code-point class table (`unicode_tables`, computed from Python's
      `unicodedata`) drops what `_clean_text` drops, marks whitespace, CJK
      characters (`_tokenize_chinese_chars`) and, in lower-casing mode, expands
@@ -19,7 +20,9 @@ How (all vectorized over the flattened batch, no Python per string):
      nor CJK; each punctuation/CJK code point is a word of its own. Every
      normalized code point remembers the original character it came from, so
      words and word pieces map back to original byte spans.
-  4. Words go through `tensorflow_text.FastWordpieceTokenizer`
+  4. Words (UTF-8 strings from `tf.strings.unicode_encode`, or from
+     `utf8.encode_rows` in the TFLite-compatible graph) go through
+     `tensorflow_text.FastWordpieceTokenizer`
      (greedy longest-match-first, whole word -> [UNK] if any piece is
      missing, like `WordpieceTokenizer.tokenize`); words longer than 200
      code points after normalization are then reduced to one [UNK]
@@ -33,10 +36,12 @@ with a non-zero combining class (e.g. U+1D16D, U+1D165) follow each other out
 of order; those are copied in input order here.
 """
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
 from preprocessors import unicode_tables as ut
+from preprocessors import utf8
 
 MAX_INPUT_CHARS_PER_WORD = 200
 _UNK_TOKEN = "[UNK]"
@@ -52,18 +57,57 @@ def _utf8_len(cp):
           + tf.cast(cp >= 0x10000, tf.int64))
 
 
-def _has(flags, bit):
-  """flags & bit != 0 for a single bit (arithmetic: TFLite builtins only)."""
-  return tf.not_equal(tf.math.floormod(tf.math.floordiv(flags, bit), 2), 0)
+# Kind of a normalized code point (the element tables below): removed
+# (dropped by `_clean_text`, or a padding slot of a short expansion),
+# whitespace (separates words, removed), part of a word, or a word of its
+# own (punctuation, CJK). Kept elements are those >= _KEEP.
+_NONE, _WS, _KEEP, _SINGLE = 0, 1, 2, 3
 
 
-def _ragged_from_sorted_rowids(values, rowids, nrows):
-  """RaggedTensor.from_value_rowids without the DenseBincount op."""
-  lengths = tf.math.unsorted_segment_sum(
-      tf.ones_like(rowids, dtype=tf.int32), tf.cast(rowids, tf.int32),
-      tf.cast(nrows, tf.int32))
-  lengths = tf.cast(lengths, tf.int64)
-  return tf.RaggedTensor.from_row_lengths(values, lengths, validate=False)
+def _smallest_int_dtype(values):
+  """numpy array cast to uint8 / int16 / int32, the smallest that holds it."""
+  top = int(values.max(initial=0))
+  dtype = np.uint8 if top < 256 else np.int16 if top < 32768 else np.int32
+  return values.astype(dtype)
+
+
+def _element_tables(tables):
+  """Per-class and per-element tables derived from `unicode_tables`.
+
+  Returns:
+    dict of numpy arrays:
+      class_of_cp: [0x110000] class id of every code point (one gather
+        instead of the two-level lookup);
+      elem_kind: int32 [num_classes * width], the kind (_NONE, _WS, _KEEP,
+        _SINGLE) of expansion element j of class c at c * width + j;
+      elem_exp: int32 [num_classes * width], its code point, or -1 where the
+        class is an identity (the element is the input code point);
+      class_nonign: bool [num_classes], neither case-ignorable nor dropped
+        (the characters the Final_Sigma rule looks at, on cleaned text);
+      class_cased: bool [num_classes], cased (Final_Sigma);
+      class_multi: bool [num_classes], normalizes to 2+ code points.
+  """
+  width = tables.width
+  blocks = tables.stage2.reshape(-1, ut.BLOCK_SIZE)
+  class_of_cp = blocks[tables.stage1].reshape(-1)
+  flags = tables.class_flags
+  elem_flags = tables.class_elem_flags.reshape(-1, width)
+  slot = np.arange(width)[None, :]
+  valid = slot < tables.class_len[:, None]  # 0 for dropped classes.
+  kind = np.where(
+      elem_flags & ut.FLAG_WS, _WS,
+      np.where(elem_flags & (ut.FLAG_PUNCT | ut.FLAG_CJK), _SINGLE, _KEEP))
+  kind = np.where(valid, kind, _NONE).astype(np.int32).reshape(-1)
+  identity = (flags & ut.FLAG_IDENTITY) != 0
+  exp = np.where(identity[:, None], -1,
+                 tables.class_exp.reshape(-1, width)).astype(np.int32)
+  return dict(
+      class_of_cp=class_of_cp,
+      elem_kind=kind,
+      elem_exp=exp.reshape(-1),
+      class_nonign=((flags & (ut.FLAG_CASE_IGNORABLE | ut.FLAG_DROP)) == 0),
+      class_cased=(flags & ut.FLAG_CASED) != 0,
+      class_multi=tables.class_len > 1)
 
 
 class ParityBertTokenizer(tf.Module):
@@ -73,28 +117,44 @@ class ParityBertTokenizer(tf.Module):
     vocab_tokens: sequence of str, token i has id i (see `vocab.load_vocab`).
     do_lower_case: bool, as `FullTokenizer(do_lower_case=...)`.
     unk_id: int, id of [UNK].
+    tflite_compatible: bool. False (the SavedModel): UTF-8 is decoded and
+      encoded by `tf.strings.unicode_decode_with_offsets` /
+      `unicode_encode`. True: by `utf8.decode` / `utf8.encode_rows`, so
+      the graph converts to TFLite builtins plus tensorflow-text ops (no
+      Select TF ops). Same ids and offsets either way.
 
   Raises:
     ValueError: [UNK] is not in `vocab_tokens`.
   """
 
   def __init__(self, vocab_tokens, *, do_lower_case: bool, unk_id: int,
-               name=None):
+               tflite_compatible: bool = False, name=None):
     super().__init__(name=name)
     vocab_tokens = list(vocab_tokens)
     if _UNK_TOKEN not in vocab_tokens:
       raise ValueError("vocab_tokens lacks '[UNK]'; pass a BERT vocab.")
     self._do_lower_case = bool(do_lower_case)
+    self._tflite_compatible = bool(tflite_compatible)
     self._unk_id = int(unk_id)
     tables = ut.build_char_tables(self._do_lower_case)
     self._width = tables.width
     self._final_sigma_class = tables.final_sigma_class
-    self._stage1 = tf.constant(tables.stage1)
-    self._stage2 = tf.constant(tables.stage2)
-    self._class_flags = tf.constant(tables.class_flags)
-    self._class_len = tf.constant(tables.class_len)
-    self._class_exp = tf.constant(tables.class_exp)
-    self._class_elem_flags = tf.constant(tables.class_elem_flags)
+    t = _element_tables(tables)
+    if self._do_lower_case:
+      self._class_of_cp = tf.constant(_smallest_int_dtype(t["class_of_cp"]))
+      self._elem_kind = tf.constant(t["elem_kind"])
+      self._elem_exp = tf.constant(t["elem_exp"])
+      self._class_nonign = tf.constant(t["class_nonign"])
+      self._class_cased = tf.constant(t["class_cased"])
+      self._class_multi = tf.constant(t["class_multi"])
+    else:
+      # No normalization (width 1, the element is the code point): look up
+      # each code point's kind directly.
+      if self._width != 1:
+        raise RuntimeError(f"cased tables have width {self._width}, "
+                           "expected 1; unicode_tables.py changed.")
+      self._kind_of_cp = tf.constant(_smallest_int_dtype(
+          t["elem_kind"][t["class_of_cp"]]))
     self._wordpiece = tf_text.FastWordpieceTokenizer(
         vocab=vocab_tokens,
         suffix_indicator="##",
@@ -105,26 +165,37 @@ class ParityBertTokenizer(tf.Module):
         support_detokenization=False)
 
   def _classify(self, cp):
-    block = tf.gather(self._stage1, tf.math.floordiv(cp, ut.BLOCK_SIZE))
-    return tf.gather(self._stage2, block * ut.BLOCK_SIZE +
-                     tf.math.floormod(cp, ut.BLOCK_SIZE))
+    """int32 class id (see unicode_tables) of int32 code points."""
+    return tf.cast(tf.gather(self._class_of_cp, cp), tf.int32)
 
-  def _final_sigma(self, cp, cls, flags, row):
-    """Python str.lower() Final_Sigma: returns updated (cp, cls)."""
+  def _final_sigma(self, cp, cls, rows_of):
+    """Python str.lower() Final_Sigma on the cleaned text: updated (cp, cls).
+
+    U+03A3 lowers to U+03C2 iff the closest preceding character that is not
+    case-ignorable is cased and the closest following one is not, within
+    its row (Unicode SpecialCasing Final_Sigma, as CPython's str.lower).
+    Dropped characters are skipped like case-ignorable ones: the original
+    lowers the text after `_clean_text` removed them. `rows_of(i)` gives
+    the rows of the characters at int64 indices i.
+    """
     sig_pos = tf.where(tf.equal(cp, ut.CAPITAL_SIGMA))[:, 0]
-    nonign = tf.logical_not(_has(flags, ut.FLAG_CASE_IGNORABLE))
+    nonign = tf.gather(self._class_nonign, cls)
     nonign_pos = tf.where(nonign)[:, 0]
     count = tf.cumsum(tf.cast(nonign, tf.int64))
     num_nonign = tf.shape(nonign_pos, out_type=tf.int64)[0]
     k = tf.gather(count, sig_pos) - 1  # index of each sigma in nonign_pos.
-    sig_row = tf.gather(row, sig_pos)
+    sig_row = rows_of(sig_pos)
+
+    def cased(i):
+      return tf.gather(self._class_cased, tf.gather(cls, i))
+
     prev_idx = tf.gather(nonign_pos, tf.maximum(k - 1, 0))
-    prev_ok = ((k >= 1) & tf.equal(tf.gather(row, prev_idx), sig_row) &
-               _has(tf.gather(flags, prev_idx), ut.FLAG_CASED))
+    prev_ok = ((k >= 1) & tf.equal(rows_of(prev_idx), sig_row) &
+               cased(prev_idx))
     next_idx = tf.gather(nonign_pos, tf.minimum(k + 1, num_nonign - 1))
     next_cased = ((k + 1 < num_nonign) &
-                  tf.equal(tf.gather(row, next_idx), sig_row) &
-                  _has(tf.gather(flags, next_idx), ut.FLAG_CASED))
+                  tf.equal(rows_of(next_idx), sig_row) &
+                  cased(next_idx))
     final = prev_ok & tf.logical_not(next_cased)
     upd = tf.boolean_mask(sig_pos, final)[:, None]
     n = tf.shape(upd)[0]
@@ -144,32 +215,29 @@ class ParityBertTokenizer(tf.Module):
       token_ids: int32 RaggedTensor [batch_size, (words), (wordpieces)].
     """
     w = self._words(sentences)
-    ids = self._unk_long_words(self._wordpiece.tokenize(w["word_str"]),
-                               w["too_long"])
-    return _ragged_from_sorted_rowids(ids, w["word_row"], w["num_rows"])
+    ids, _ = self._unk_long_words(self._wordpiece.tokenize(w["word_str"]),
+                                  w["too_long"])
+    return tf.RaggedTensor.from_row_splits(ids, w["word_splits"],
+                                           validate=False)
 
-  def _unk_long_words(self, pieces, too_long, *extra):
+  def _unk_long_words(self, pieces, too_long):
     """Words over MAX_INPUT_CHARS_PER_WORD become one [UNK] piece.
 
     `WordpieceTokenizer.tokenize` of original BERT: `len(chars) >
-    max_input_chars_per_word` -> unk_token. Keeps the first piece of such a
-    word (and of each ragged tensor in `extra`) and sets its id to [UNK].
+    max_input_chars_per_word` -> unk_token. `_words` passes only the first
+    code point of such a word to WordPiece, which yields exactly one piece
+    for it; that piece's id is set to [UNK].
+
+    Returns:
+      (ids, long_piece_index): int32 RaggedTensor [words, (pieces)] and
+      int64 [num_long_words, 1], the flat index of each long word's piece.
     """
-    piece_word = pieces.value_rowids()
-    pos = tf.range(tf.shape(pieces.flat_values, out_type=tf.int64)[0]) - (
-        tf.gather(pieces.row_starts(), piece_word))
-    long_piece = tf.gather(too_long, piece_word)
-    keep = tf.logical_not(long_piece) | tf.equal(pos, 0)
-    lengths = tf.where(too_long, tf.minimum(pieces.row_lengths(), 1),
-                       pieces.row_lengths())
-    values = tf.where(long_piece, tf.constant(self._unk_id, tf.int32),
-                      pieces.flat_values)
-    out = [tf.RaggedTensor.from_row_lengths(tf.boolean_mask(values, keep),
-                                            lengths, validate=False)]
-    for r in extra:
-      out.append(tf.RaggedTensor.from_row_lengths(
-          tf.boolean_mask(r.flat_values, keep), lengths, validate=False))
-    return out[0] if not extra else out
+    long_piece = tf.gather(pieces.row_starts(), tf.where(too_long))
+    n = tf.shape(long_piece)[0]
+    values = tf.tensor_scatter_nd_update(
+        pieces.flat_values, long_piece,
+        tf.fill([n], tf.constant(self._unk_id, tf.int32)))
+    return pieces.with_flat_values(values), long_piece
 
   def tokenize_with_offsets(self, sentences):
     """Tokenizes a batch of strings.
@@ -192,11 +260,9 @@ class ParityBertTokenizer(tf.Module):
     word_first, too_long = w["word_first"], w["too_long"]
     word_start_byte = w["word_start_byte"]
     word_limit_byte = w["word_limit_byte"]
-    word_row, num_rows = w["word_row"], w["num_rows"]
-    pieces, starts, limits = self._wordpiece.tokenize_with_offsets(
+    pieces, piece_start, piece_limit = self._wordpiece.tokenize_with_offsets(
         w["word_str"])
-    ids, piece_start, piece_limit = self._unk_long_words(
-        pieces, too_long, starts, limits)
+    ids, long_piece = self._unk_long_words(pieces, too_long)
     # Map piece byte offsets in the normalized word to the original string.
     nbytes = _utf8_len(ncp)
     gpos = tf.cumsum(nbytes, exclusive=True)  # strictly increasing.
@@ -208,95 +274,153 @@ class ParityBertTokenizer(tf.Module):
                               side="left") - 1
     p_start = tf.gather(start, tf.gather(src, first_cp))
     p_limit = tf.gather(limit, tf.gather(src, last_cp))
-    long_piece = tf.gather(too_long, piece_word)
-    p_start = tf.where(long_piece, tf.gather(word_start_byte, piece_word),
-                       p_start)
-    p_limit = tf.where(long_piece, tf.gather(word_limit_byte, piece_word),
-                       p_limit)
+    # The one piece of a long word covers the whole word.
+    long_word = tf.where(too_long)
+    p_start = tf.tensor_scatter_nd_update(
+        p_start, long_piece, tf.gather_nd(word_start_byte, long_word))
+    p_limit = tf.tensor_scatter_nd_update(
+        p_limit, long_piece, tf.gather_nd(word_limit_byte, long_word))
 
     def nest(values):
-      inner = ids.with_flat_values(values)
-      return _ragged_from_sorted_rowids(inner, word_row, num_rows)
+      return tf.RaggedTensor.from_row_splits(
+          ids.with_flat_values(values), w["word_splits"], validate=False)
 
     return nest(ids.flat_values), nest(p_start), nest(p_limit)
 
+  def _expand(self, cls, first, width):
+    """Element slots of the normalized text, `width` per character.
+
+    Args:
+      cls: int32 [n] class ids; first: bool [n], first character of a row;
+      width: static int, self._width, or 1 if no character of the batch
+        expands to more than one code point.
+
+    Returns:
+      (kind int32 [n * width], first bool [n * width] (on slot 0),
+      elem int32 [n * width] index into the element tables).
+    """
+    if width == 1:
+      elem = cls * self._width
+      return tf.gather(self._elem_kind, elem), first, elem
+    elem = tf.reshape(cls[:, None] * self._width + tf.range(width)[None, :],
+                      [-1])
+    first = tf.reshape(tf.concat(
+        [first[:, None], tf.zeros([tf.shape(cls)[0], width - 1], tf.bool)],
+        axis=1), [-1])
+    return tf.gather(self._elem_kind, elem), first, elem
+
   def _words(self, sentences):
-    """Basic tokenization: words as UTF-8 strings plus bookkeeping tensors."""
+    """Basic tokenization: words as UTF-8 strings plus bookkeeping tensors.
+
+    Returns a dict: ncp int32 [m] (kept normalized code points, all rows),
+    src int64 [m] (index of each one's source character in start/limit),
+    start/limit int64 [n] (byte span of every decoded character), word_first
+    int64 [w] (index in ncp of each word's first code point), too_long bool
+    [w], word_str string [w] (the word's UTF-8; a single character if
+    too_long), word_start_byte/word_limit_byte int64 [w], word_splits int64
+    [batch_size + 1] (row partition of the words).
+    """
     sentences = tf.convert_to_tensor(sentences)
-    chars, char_starts = tf.strings.unicode_decode_with_offsets(
-        sentences, "UTF-8", errors="ignore")
-    num_rows = tf.shape(sentences, out_type=tf.int64)[0]
-    cp = chars.flat_values
-    start = char_starts.flat_values
-    limit = start + _utf8_len(cp)
-    row = chars.value_rowids()
-    cls = self._classify(cp)
-    flags = tf.gather(self._class_flags, cls)
-    # _clean_text: drop characters.
-    keep = tf.logical_not(_has(flags, ut.FLAG_DROP))
-    if self._do_lower_case:
-      cp = tf.boolean_mask(cp, keep)
-      start = tf.boolean_mask(start, keep)
-      limit = tf.boolean_mask(limit, keep)
-      row = tf.boolean_mask(row, keep)
-      cls = tf.boolean_mask(cls, keep)
-      flags = tf.boolean_mask(flags, keep)
-      cp, cls = self._final_sigma(cp, cls, flags, row)
-      # Expand each character to lower() + NFD - Mn.
-      exp_len = tf.gather(self._class_len, cls)
-      num_chars = tf.shape(cp)[0]
-      src = tf.repeat(tf.range(num_chars), exp_len)
-      first = tf.cumsum(exp_len, exclusive=True)
-      pos = tf.range(tf.shape(src)[0]) - tf.gather(first, src)
-      cls_n = tf.gather(cls, src)
-      elem = cls_n * self._width + pos
-      cp_src = tf.gather(cp, src)
-      identity = _has(tf.gather(self._class_flags, cls_n), ut.FLAG_IDENTITY)
-      ncp = tf.where(identity, cp_src, tf.gather(self._class_exp, elem))
-      nflags = tf.gather(self._class_elem_flags, elem)
-      nrow = tf.gather(row, src)
-      valid = None
+    if self._tflite_compatible:
+      cp, start, row, num_rows = utf8.decode(sentences)
+      num_chars = tf.shape(cp, out_type=tf.int64)[0]
+      row_first = tf.not_equal(row, tf.concat([[-1], row[:-1]], axis=0))
+
+      def rows_of(i):
+        return tf.gather(row, i)
     else:
-      # No normalization: dropped characters are removed together with
-      # whitespace below (one mask instead of two).
-      src = tf.range(tf.shape(cp)[0])
-      ncp = cp
-      nflags = tf.gather(self._class_elem_flags, cls * self._width)
-      nrow = row
-      valid = keep
-    # Words: split on whitespace, punctuation and CJK characters. A word
-    # continues from the previous kept code point iff both are in the same
-    # row, no whitespace lies between them and neither is punctuation/CJK.
-    is_ws = _has(nflags, ut.FLAG_WS)
-    ws_count = tf.cumsum(tf.cast(is_ws, tf.int32))
-    kept = tf.logical_not(is_ws)
-    if valid is not None:
-      kept = kept & valid
-    ncp = tf.boolean_mask(ncp, kept)
-    src = tf.boolean_mask(src, kept)
-    nflags = tf.boolean_mask(nflags, kept)
-    nrow = tf.boolean_mask(nrow, kept)
-    ws_count = tf.boolean_mask(ws_count, kept)
-    single = _has(nflags, ut.FLAG_PUNCT) | _has(nflags, ut.FLAG_CJK)
-    row_prev = tf.concat([[-1], nrow[:-1]], axis=0)
-    ws_prev = tf.concat([[-1], ws_count[:-1]], axis=0)
+      chars, char_starts = tf.strings.unicode_decode_with_offsets(
+          sentences, "UTF-8", errors="ignore")
+      cp = chars.flat_values
+      start = char_starts.flat_values
+      # Row ids only where needed, by binary search in the row partition
+      # (cheaper than materializing value_rowids).
+      num_chars = tf.shape(cp, out_type=tf.int64)[0]
+      row_starts = chars.row_starts()
+      row_starts = tf.boolean_mask(row_starts, row_starts < num_chars)
+      row_first = tf.scatter_nd(row_starts[:, None],
+                                tf.ones_like(row_starts, tf.int32),
+                                num_chars[None]) > 0
+
+      def rows_of(i):
+        return tf.searchsorted(chars.row_splits[1:], i, side="right",
+                               out_type=tf.int64)
+    limit = start + _utf8_len(cp)
+    if self._do_lower_case:
+      cls = self._classify(cp)
+      if self._tflite_compatible:
+        cp, cls = self._final_sigma(cp, cls, rows_of)
+        kind, first, elem = self._expand(cls, row_first, self._width)
+        width = self._width
+      else:
+        # Skip the Final_Sigma work for batches without a capital sigma, and
+        # the `width`-slot expansion for batches where every character
+        # normalizes to at most one code point (e.g. all of XNLI but Korean,
+        # Bengali or Tamil text).
+        cp, cls = tf.cond(
+            tf.reduce_any(tf.equal(cp, ut.CAPITAL_SIGMA)),
+            lambda: self._final_sigma(cp, cls, rows_of), lambda: (cp, cls))
+        multi = tf.reduce_any(tf.gather(self._class_multi, cls))
+        kind, first, elem = tf.cond(
+            multi, lambda: self._expand(cls, row_first, self._width),
+            lambda: self._expand(cls, row_first, 1))
+        width = None
+    else:
+      kind = tf.cast(tf.gather(self._kind_of_cp, cp), tf.int32)
+      first = row_first
+    # Words: split on whitespace, punctuation and CJK characters. `key`
+    # counts whitespace and row starts, so two kept elements are in the same
+    # run iff their keys are equal; a word continues from the previous kept
+    # element iff both are in the same run and neither is punctuation/CJK.
+    key = tf.cumsum(tf.cast(tf.equal(kind, _WS) | first, tf.int32))
+    kept = tf.where(kind >= _KEEP)[:, 0]
+    key = tf.gather(key, kept)
+    single = tf.equal(tf.gather(kind, kept), _SINGLE)
+    if self._do_lower_case:
+      if width is None:  # decided at run time, see above.
+        src = tf.cond(multi, lambda: kept // self._width, lambda: kept)
+      else:  # TFLite: FLOOR_DIV has no int64 kernel.
+        src = tf.cast(tf.cast(kept, tf.int32) // width, tf.int64)
+      exp = tf.gather(self._elem_exp, tf.gather(elem, kept))
+      ncp = tf.where(exp < 0, tf.gather(cp, src), exp)
+    else:
+      src = kept
+      ncp = tf.gather(cp, kept)
+    key_prev = tf.concat([[-1], key[:-1]], axis=0)
     single_prev = tf.concat([[True], single[:-1]], axis=0)
-    contiguous = tf.equal(nrow, row_prev) & tf.equal(ws_count, ws_prev)
-    word_start = single | single_prev | tf.logical_not(contiguous)
-    word_id = tf.cumsum(tf.cast(word_start, tf.int64)) - 1
-    num_words = tf.reduce_sum(tf.cast(word_start, tf.int64))
-    words = _ragged_from_sorted_rowids(ncp, word_id, num_words)
-    word_first = words.row_starts()
-    word_last = words.row_limits() - 1
-    word_row = tf.gather(nrow, word_first)
-    word_char_start = tf.gather(src, word_first)
-    word_char_last = tf.gather(src, word_last)
-    word_start_byte = tf.gather(start, word_char_start)
-    word_limit_byte = tf.gather(limit, word_char_last)
-    too_long = words.row_lengths() > MAX_INPUT_CHARS_PER_WORD
-    word_str = tf.strings.unicode_encode(words, "UTF-8")
+    word_start = single | single_prev | tf.not_equal(key, key_prev)
+    word_first = tf.where(word_start)[:, 0]
+    num_kept = tf.shape(ncp, out_type=tf.int64)[0]
+    splits = tf.concat([word_first, [num_kept]], axis=0)
+    word_len = splits[1:] - word_first
+    word_first_char = tf.gather(src, word_first)
+    word_start_byte = tf.gather(start, word_first_char)
+    word_limit_byte = tf.gather(limit, tf.gather(src, splits[1:] - 1))
+    if self._tflite_compatible:
+      word_row = tf.cast(tf.gather(row, word_first_char), tf.int32)
+      counts = tf.math.unsorted_segment_sum(
+          tf.ones_like(word_row), word_row, tf.cast(num_rows, tf.int32))
+      word_splits = tf.concat(
+          [[0], tf.cumsum(tf.cast(counts, tf.int64))], axis=0)
+    else:
+      # Words of rows < r = words whose first character is before row r.
+      word_splits = tf.searchsorted(word_first_char, chars.row_splits,
+                                    side="left", out_type=tf.int64)
+    too_long = word_len > MAX_INPUT_CHARS_PER_WORD
+    # A word over 200 code points becomes [UNK] whatever its text: one
+    # character of it goes to WordPiece instead (`_unk_long_words`).
+    if self._tflite_compatible:
+      word_id = tf.cumsum(tf.cast(word_start, tf.int32)) - 1
+      keep_cp = word_start | tf.logical_not(tf.gather(too_long, word_id))
+      word_str = utf8.encode_rows(
+          tf.boolean_mask(ncp, keep_cp),
+          tf.cast(tf.where(too_long, tf.ones_like(word_len), word_len),
+                  tf.int32))
+    else:
+      words = tf.RaggedTensor.from_row_splits(ncp, splits, validate=False)
+      word_str = tf.where(too_long, tf.constant("x"),
+                          tf.strings.unicode_encode(words, "UTF-8"))
     return dict(ncp=ncp, src=src, start=start, limit=limit,
                 word_first=word_first, too_long=too_long, word_str=word_str,
                 word_start_byte=word_start_byte,
-                word_limit_byte=word_limit_byte, word_row=word_row,
-                num_rows=num_rows)
+                word_limit_byte=word_limit_byte, word_splits=word_splits)

@@ -22,3 +22,30 @@ def tiny_bundle(tmp_path_factory):
       bert_config_file=os.path.join(source, "bert_config.json"),
       vocab_file=os.path.join(source, "vocab.txt"), log=lambda _: None)
   return dict(dir=result.export_dir, source=source, result=result, root=root)
+
+
+@pytest.fixture(scope="session")
+def multi_bundle(tmp_path_factory):
+  """A 2-block multilingual cased bundle (vocab 119,547), exported through the CLI with
+  `--with_text_signature --archive --preprocessor_tflite`. Returns a dict like `tiny_bundle`.
+  """
+  import export_main  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("multi_bundle")
+  source = str(root / "source_ckpt")
+  testutil.write_checkpoint(source, testutil.tiny_config(vocab_size=119547),
+                            vocab_file=testutil.MULTI_CASED_VOCAB, seed=11)
+  export_dir = str(root / "bundle")
+  code = export_main.run_main(["export_main.py", f"--checkpoint_dir={source}",
+                               f"--export_dir={export_dir}", "--with_text_signature",
+                               "--archive", "--preprocessor_tflite"])
+  assert code == 0, "export of the multilingual tiny bundle failed"
+  return dict(dir=export_dir, source=source, root=root)
+
+
+@pytest.fixture(scope="session")
+def full_demo_bundle(tmp_path_factory):
+  """The full 24-block English `--demo` bundle (untrained), exported once per session."""
+  root = tmp_path_factory.mktemp("full_demo")
+  result = pipeline.run(pipeline.ExportConfig(export_dir=str(root / "demo"), demo="en_uncased"),
+                        log=lambda _: None)
+  return dict(dir=result.export_dir, result=result, root=root)

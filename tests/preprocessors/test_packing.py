@@ -94,3 +94,25 @@ def test_pack_fails_if_wrong_inputs():
   with pytest.raises(TypeError, match=r"segments\[1\] has dtype float32"):
     packing.bert_pack_inputs(
         [_ragged([[1]]), tf.ragged.constant([[1.0]])], 8, **kw)
+
+
+@hypothesis.settings(derandomize=True, max_examples=60, deadline=None)
+@hypothesis.given(
+    st.integers(1, 3).flatmap(lambda k: st.tuples(
+        st.lists(st.lists(st.lists(st.integers(5, 99), max_size=9),
+                          min_size=k, max_size=k), min_size=1, max_size=4),
+        st.integers(k + 1, 24), st.sampled_from([0, 4]))))
+def test_pack_matches_tensorflow_text_pipeline(case):
+  """Same as the published modules' trim + combine_segments + pad_model_inputs."""
+  rows, seq_length, padding_id = case
+  k = len(rows[0])
+  segs = [_ragged([r[i] for r in rows]) for i in range(k)]
+  out = packing.bert_pack_inputs(segs, seq_length, start_of_sequence_id=2,
+                                 end_of_segment_id=3, padding_id=padding_id)
+  trimmed = tf_text.RoundRobinTrimmer(seq_length - k - 1).trim(segs)
+  ids, types = tf_text.combine_segments(trimmed, 2, 3)
+  want_ids, want_mask = tf_text.pad_model_inputs(ids, seq_length, padding_id)
+  want_types, _ = tf_text.pad_model_inputs(types, seq_length, 0)
+  np.testing.assert_array_equal(out["input_word_ids"], want_ids)
+  np.testing.assert_array_equal(out["input_mask"], want_mask)
+  np.testing.assert_array_equal(out["input_type_ids"], want_types)

@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 import pytest
 import tensorflow as tf
 
+from preprocessors import tokenizer as tokenizer_lib
+from preprocessors import vocab as vocab_lib
 from tests.preprocessors import conftest as c
 
 _TRICKY = list("ßẞﬁﬂİıIiΣσςΑΒ\u0301\u0308\u0345\u00a0\u3000\u200b\u200d\u00ad"
@@ -82,3 +84,26 @@ def test_offsets_point_at_original_accented_uppercase_text(uncased_pre,
   word_spans = [raw[s[0]:l[-1]].decode("utf-8")
                 for s, l in zip(starts.to_list()[0], limits.to_list()[0])]
   assert word_spans == ["ÉCOLE", "Straße", "İstanbul", "ΟΔΟΣ"]
+
+
+@pytest.mark.parametrize("casing", ["uncased", "multi_cased"])
+def test_tflite_compatible_graph_random_unicode_parity(casing, request):
+  """The graph converted to TFLite (utf8.decode/encode_rows instead of TF's
+  Unicode ops), run in TF on random text, gives FullTokenizer's ids."""
+  ft = request.getfixturevalue(f"{casing}_ref")
+  vocab_file = c.UNCASED_VOCAB if casing == "uncased" else c.MULTI_CASED_VOCAB
+  vocab = vocab_lib.load_vocab(vocab_file)
+  tok = tokenizer_lib.ParityBertTokenizer(
+      vocab.tokens, do_lower_case=casing == "uncased",
+      unk_id=vocab.special_ids["unk_id"], tflite_compatible=True)
+  tokenize = tf.function(
+      lambda s: tok.tokenize(s).merge_dims(1, 2),
+      input_signature=[tf.TensorSpec([None], tf.string)])
+
+  @_SETTINGS
+  @hypothesis.given(_BATCH)
+  def run(texts):
+    got = tokenize(tf.constant(texts)).to_list()
+    assert got == [c.reference_ids(ft, t) for t in texts]
+
+  run()
