@@ -159,9 +159,9 @@ def export_bundle(export_dir: str, *, checkpoint: str, bert_config_file: str,
       manifest["squad"] = squad_export.export_into_bundle(
           work, config=config, vocab_file=vocab.path, do_lower_case=do_lower_case,
           options=squad, log=log)
-      manifest_lib.write_manifest(os.path.join(work, "manifest.json"), manifest)
-      with open(os.path.join(work, "README.md"), "w") as f:  # model card with squad/
-        f.write(manifest_lib.model_card(manifest))
+    manifest_lib.write_manifest(os.path.join(work, "manifest.json"), manifest)
+    with open(os.path.join(work, "README.md"), "w") as f:  # The model card.
+      f.write(manifest_lib.model_card(manifest))
     _publish(work, export_dir, overwrite)
   except BaseException:
     shutil.rmtree(work, ignore_errors=True)
@@ -415,9 +415,6 @@ def _export_encoder_and_manifest(work, worker, model, report, *, config, prefix,
       vocab=vocab, parameter_counts=counts, seq_length=seq_length, parity=parity,
       trained=trained, conversion=conversion, preprocessor_check=preprocessor_check,
       serving=serving_check, archives=archives)
-  manifest_lib.write_manifest(os.path.join(work, "manifest.json"), manifest)
-  with open(os.path.join(work, "README.md"), "w") as f:
-    f.write(manifest_lib.model_card(manifest))
   worst = max(v["max_rel"] for v in parity["outputs"].values())
   log(f"Verified: {len(parity['outputs'])} outputs, largest relative difference {worst:.2e} "
       f"(tolerance {parity['tolerance']:g}); tokenizer probe "
