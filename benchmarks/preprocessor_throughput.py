@@ -12,13 +12,20 @@ with the fraction of sentences whose token ids equal FullTokenizer's
 (max_input_chars_per_word=200) and the throughput ratio to the Rust
 tokenizers, per wall-clock second and per CPU second of this process (the
 latter is robust to other processes competing for the cores; the load
-average is printed). Not a test: numbers depend on the machine.
+average is printed).
+
+The tokenizers are measured in interleaved rounds (round r times every
+tokenizer once over all the text), so a slow spell of the machine hits all of
+them alike. Throughputs are the best round; ratios are the median over rounds
+of the ratio within the round. Not a test: numbers depend on the machine.
 
 Usage: python benchmarks/preprocessor_throughput.py [--saved_model DIR]
+           [--rounds N]
 """
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -60,29 +67,25 @@ def batches(texts):
   return [texts[i:i + BATCH] for i in range(0, len(texts), BATCH)]
 
 
-def measure(fn, texts, repeats=1):
-  """Sentences per wall-clock second and per CPU second of fn over texts.
+def measure(fn, texts):
+  """Sentences per wall-clock second and per CPU second of one pass.
 
-  In batches, after a warm-up call; the best of `repeats` passes for each.
-  CPU seconds are this process's (all threads, `time.process_time`), so the
-  second figure is the work done, much less sensitive to other processes
-  competing for the cores than the wall-clock one.
+  One pass of fn over texts in batches. CPU seconds are this process's (all
+  threads, `time.process_time`), so the second figure is the work done, much
+  less sensitive to other processes competing for the cores than the
+  wall-clock one.
   """
-  bs = batches(texts)
-  fn(bs[0])
-  best_wall = best_cpu = 0.0
-  for _ in range(repeats):
-    start, cpu = time.perf_counter(), time.process_time()
-    for b in bs:
-      fn(b)
-    best_wall = max(best_wall, len(texts) / (time.perf_counter() - start))
-    best_cpu = max(best_cpu, len(texts) / (time.process_time() - cpu))
-  return best_wall, best_cpu
+  start, cpu = time.perf_counter(), time.process_time()
+  for b in batches(texts):
+    fn(b)
+  return (len(texts) / (time.perf_counter() - start),
+          len(texts) / (time.process_time() - cpu))
 
 
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--saved_model", default=None)
+  parser.add_argument("--rounds", type=int, default=3)
   args = parser.parse_args()
   texts = load_texts()
   vocab = vocab_lib.load_vocab(VOCAB)
@@ -148,32 +151,42 @@ def main():
        lambda b: [ft.convert_tokens_to_ids(ft.tokenize(t)) for t in b],
        texts[:PYTHON_SUBSET]),
   ]
-  results = []
-  load_before = os.getloadavg()
+  same = []
   for name, fn, ids_fn, data in rows:
     got = []
     for b in batches(sample):
       got += ids_fn(b)
-    same = sum(g == r for g, r in zip(got, reference))
-    wall, cpu = measure(fn, data,
-                        repeats=2 if len(data) > PYTHON_SUBSET else 1)
-    results.append((name, wall, cpu, same))
+    same.append(sum(g == r for g, r in zip(got, reference)))
+    fn(batches(data)[0])  # warm-up (tracing, caches).
+  load_before = os.getloadavg()
+  # rounds[r][i] = (wall, cpu) of row i in round r.
+  rounds = [[measure(fn, data) for _, fn, _, data in rows]
+            for _ in range(args.rounds)]
   load_after = os.getloadavg()
-  rust = {n: (w, c) for n, w, c, _ in results if "Rust" in n}
-  rust_wp = rust[[n for n in rust if "WordPiece" in n][0]]
-  rust_hf = rust[[n for n in rust if "Fast" in n][0]]
+  wp_row = [i for i, row in enumerate(rows) if "WordPiece" in row[0]][0]
+  hf_row = [i for i, row in enumerate(rows) if "Fast (" in row[0]
+            or "BertTokenizerFast" in row[0]][0]
+
+  def ratio(i, ref, k):
+    return statistics.median(r[i][k] / r[ref][k] for r in rounds)
   print(f"XNLI dev, 15 languages, {len(texts)} sentences, batch {BATCH}, "
         f"multi_cased vocab, TF {tf.__version__}, tf-text "
-        f"{tf_text.__version__}, {os.cpu_count()} CPUs, load average "
-        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after")
+        f"{tf_text.__version__}, {os.cpu_count()} CPUs, {args.rounds} "
+        f"interleaved rounds, load average {load_before[0]:.2f} before, "
+        f"{load_after[0]:.2f} after")
   print(f"{'tokenizer':58s} {'sent/s':>8s} {'sent/CPU-s':>10s} "
         f"{'exact ids':>13s} {'vs WordPiece':>13s} {'vs Fast':>11s}")
   print(f"{'':58s} {'(wall)':>8s} {'':>10s} {'':>13s} "
         f"{'wall / CPU':>13s} {'wall / CPU':>11s}")
-  for name, wall, cpu, same in results:
-    print(f"{name:58s} {wall:8.0f} {cpu:10.0f} {same:6d}/{len(sample):<6d} "
-          f"{wall / rust_wp[0]:6.2f} {cpu / rust_wp[1]:6.2f} "
-          f"{wall / rust_hf[0]:5.2f} {cpu / rust_hf[1]:5.2f}")
+  for i, (name, _, _, _) in enumerate(rows):
+    wall = max(r[i][0] for r in rounds)
+    cpu = max(r[i][1] for r in rounds)
+    print(f"{name:58s} {wall:8.0f} {cpu:10.0f} {same[i]:6d}/{len(sample):<6d} "
+          f"{ratio(i, wp_row, 0):6.2f} {ratio(i, wp_row, 1):6.2f} "
+          f"{ratio(i, hf_row, 0):5.2f} {ratio(i, hf_row, 1):5.2f}")
+  ours_vs_wp = [r[0][0] / r[wp_row][0] for r in rounds]
+  print("ours / BertWordPieceTokenizer, wall, per round: " +
+        ", ".join(f"{x:.2f}" for x in ours_vs_wp))
   if tmp:
     import shutil  # pylint: disable=g-import-not-at-top
     shutil.rmtree(tmp)

@@ -34,6 +34,13 @@ Serving signatures (outputs are named, never output_0):
   * `bert_pack_pair`: inputs `text_a`, `text_b` string [B] -> the same three
     outputs for sentence pairs (type ids 0 for text_a, 1 for text_b).
 
+Parallelism: each call splits the batch into `parallel_shards` (default
+`DEFAULT_PARALLEL_SHARDS`) contiguous slices, tokenizes them as independent
+subgraphs that TensorFlow's inter-op thread pool runs concurrently, and
+concatenates the results in order. Tokenization is per sentence, so ids and
+offsets do not depend on the number of shards (tested); a batch smaller than
+the number of shards leaves some slices empty, which is valid.
+
 Wrong inputs: a string tensor of rank != 1 raises InvalidArgumentError
 ("sentences must be a rank-1 string tensor ..."); a non-string dtype fails to
 bind to the function signature (TypeError/ValueError naming the expected
@@ -51,6 +58,11 @@ from preprocessors import tokenizer as tokenizer_lib
 from preprocessors import vocab as vocab_lib
 
 PAIR_SIGNATURE_NAME = "bert_pack_pair"
+# Two slices per batch: on XNLI dev (batch 256, multi_cased, 2 CPUs) 1.43x
+# the sentences/s of one slice, with ids identical; 3 and 4 slices were no
+# faster there (benchmarks/preprocessor_throughput.py, README).
+DEFAULT_PARALLEL_SHARDS = 2
+_MAX_PARALLEL_SHARDS = 64
 _SENTENCES_SPEC = tf.TensorSpec(None, tf.string, name="sentences")
 
 
@@ -62,6 +74,30 @@ def _as_batch(sentences):
                "a single string in a list, flatten higher ranks"))
   with tf.control_dependencies([check]):
     return tf.reshape(sentences, [-1])
+
+
+def _sharded(fn, sentences, num_shards):
+  """`fn(sentences)` computed on `num_shards` contiguous slices of the batch.
+
+  Args:
+    fn: maps string [b] to a RaggedTensor or a tuple of RaggedTensors whose
+      rows correspond to the input strings.
+    sentences: string [B] (static rank 1).
+    num_shards: static int >= 1.
+
+  Returns:
+    The outputs of `fn` for the slices, concatenated along the batch axis:
+    the same rows as `fn(sentences)`.
+  """
+  if num_shards == 1:
+    return fn(sentences)
+  n = tf.shape(sentences)[0]
+  bounds = [n * i // num_shards for i in range(num_shards + 1)]
+  parts = [fn(sentences[bounds[i]:bounds[i + 1]]) for i in range(num_shards)]
+  if isinstance(parts[0], tuple):
+    return tuple(tf.concat([p[j] for p in parts], axis=0)
+                 for j in range(len(parts[0])))
+  return tf.concat(parts, axis=0)
 
 
 class _SpecialTokens(tf.Module):
@@ -79,27 +115,31 @@ class _SpecialTokens(tf.Module):
 class _Tokenize(tf.Module):
   """`pre.tokenize`: string [B] -> int32 RaggedTensor [B, (words), (wordpieces)]."""
 
-  def __init__(self, tokenizer, special_tokens):
+  def __init__(self, tokenizer, special_tokens, num_shards):
     super().__init__()
     self._tokenizer = tokenizer
+    self._num_shards = num_shards
     self.get_special_tokens_dict = special_tokens
 
   @tf.function(input_signature=[_SENTENCES_SPEC], autograph=False)
   def __call__(self, sentences):
-    return self._tokenizer.tokenize(_as_batch(sentences))
+    return _sharded(self._tokenizer.tokenize, _as_batch(sentences),
+                    self._num_shards)
 
 
 class _TokenizeWithOffsets(tf.Module):
   """`pre.tokenize_with_offsets`: ids, start and limit byte offsets."""
 
-  def __init__(self, tokenizer, special_tokens):
+  def __init__(self, tokenizer, special_tokens, num_shards):
     super().__init__()
     self._tokenizer = tokenizer
+    self._num_shards = num_shards
     self.get_special_tokens_dict = special_tokens
 
   @tf.function(input_signature=[_SENTENCES_SPEC], autograph=False)
   def __call__(self, sentences):
-    return self._tokenizer.tokenize_with_offsets(_as_batch(sentences))
+    return _sharded(self._tokenizer.tokenize_with_offsets,
+                    _as_batch(sentences), self._num_shards)
 
 
 class _BertPackInputs(tf.Module):
@@ -127,9 +167,11 @@ class _BertPackInputs(tf.Module):
 class Preprocessor(tf.Module):
   """The preprocessor object; see the module docstring for its API."""
 
-  def __init__(self, vocab, *, do_lower_case: bool, seq_length: int):
+  def __init__(self, vocab, *, do_lower_case: bool, seq_length: int,
+               parallel_shards: int = DEFAULT_PARALLEL_SHARDS):
     super().__init__(name="preprocessor")
     self._seq_length_value = seq_length
+    self._num_shards = parallel_shards
     self._special_ids = dict(vocab.special_ids)
     self._tokenizer = tokenizer_lib.ParityBertTokenizer(
         vocab.tokens, do_lower_case=do_lower_case,
@@ -145,8 +187,9 @@ class Preprocessor(tf.Module):
                                      name="do_lower_case")
     self.seq_length = tf.Variable(seq_length, dtype=tf.int32, trainable=False,
                                   name="seq_length")
-    self.tokenize = _Tokenize(self._tokenizer, special)
-    self.tokenize_with_offsets = _TokenizeWithOffsets(self._tokenizer, special)
+    self.tokenize = _Tokenize(self._tokenizer, special, parallel_shards)
+    self.tokenize_with_offsets = _TokenizeWithOffsets(
+        self._tokenizer, special, parallel_shards)
     self.bert_pack_inputs = _BertPackInputs(self._special_ids, seq_length)
 
   def _pack(self, segments):
@@ -157,7 +200,8 @@ class Preprocessor(tf.Module):
         padding_id=self._special_ids["padding_id"])
 
   def _tokens(self, sentences):
-    return self._tokenizer.tokenize(_as_batch(sentences))
+    return _sharded(self._tokenizer.tokenize, _as_batch(sentences),
+                    self._num_shards)
 
   @tf.function(input_signature=[_SENTENCES_SPEC], autograph=False)
   def __call__(self, sentences):
@@ -176,8 +220,9 @@ class Preprocessor(tf.Module):
     return self._pack([self._tokens(text_a), self._tokens(text_b)])
 
 
-def build_preprocessor(*, vocab_file: str, do_lower_case: bool,
-                       seq_length: int = 128) -> tf.Module:
+def build_preprocessor(
+    *, vocab_file: str, do_lower_case: bool, seq_length: int = 128,
+    parallel_shards: int = DEFAULT_PARALLEL_SHARDS) -> tf.Module:
   """Builds the preprocessor object (not yet saved).
 
   Args:
@@ -187,25 +232,37 @@ def build_preprocessor(*, vocab_file: str, do_lower_case: bool,
       `vocab.infer_do_lower_case` to decide it from the vocab.
     seq_length: default output length S of `pre(...)`, the serving signatures
       and `bert_pack_inputs`, in [3, 512] (a pair needs [CLS] + 2 x [SEP]).
+    parallel_shards: number of slices each batch is split into and tokenized
+      concurrently (module docstring, "Parallelism"); 1 disables it. The
+      output does not depend on it.
 
   Returns:
     A `Preprocessor` (tf.Module) with the API of the module docstring.
 
   Raises:
     ValueError: bad vocab file (see `load_vocab`), do_lower_case not a bool,
-      seq_length not an int in [3, 512].
+      seq_length not an int in [3, 512], parallel_shards not an int in
+      [1, 64].
   """
   if not isinstance(do_lower_case, bool):
     raise ValueError(f"do_lower_case must be a bool, got {do_lower_case!r}; "
                      "use vocab.infer_do_lower_case to decide it.")
   packing.check_seq_length(seq_length, 2)
+  if (isinstance(parallel_shards, bool) or
+      not isinstance(parallel_shards, int) or
+      not 1 <= parallel_shards <= _MAX_PARALLEL_SHARDS):
+    raise ValueError(
+        f"parallel_shards must be an int in [1, {_MAX_PARALLEL_SHARDS}], got "
+        f"{parallel_shards!r}; use 1 to tokenize each batch as one slice.")
   vocab = vocab_lib.load_vocab(vocab_file)
   return Preprocessor(vocab, do_lower_case=do_lower_case,
-                      seq_length=seq_length)
+                      seq_length=seq_length, parallel_shards=parallel_shards)
 
 
-def save_preprocessor(export_path: str, *, vocab_file: str,
-                      do_lower_case: bool, seq_length: int = 128) -> None:
+def save_preprocessor(
+    export_path: str, *, vocab_file: str, do_lower_case: bool,
+    seq_length: int = 128,
+    parallel_shards: int = DEFAULT_PARALLEL_SHARDS) -> None:
   """Builds the preprocessor and writes it as a TF2 SavedModel.
 
   The SavedModel is written to a temporary directory next to `export_path`
@@ -215,7 +272,8 @@ def save_preprocessor(export_path: str, *, vocab_file: str,
 
   Args:
     export_path: directory to create; must not exist.
-    vocab_file, do_lower_case, seq_length: see `build_preprocessor`.
+    vocab_file, do_lower_case, seq_length, parallel_shards: see
+      `build_preprocessor`.
 
   Raises:
     FileExistsError: export_path exists.
@@ -226,7 +284,8 @@ def save_preprocessor(export_path: str, *, vocab_file: str,
         f"export_path {export_path!r} already exists; pass a new directory "
         "or remove the old one first.")
   pre = build_preprocessor(vocab_file=vocab_file, do_lower_case=do_lower_case,
-                           seq_length=seq_length)
+                           seq_length=seq_length,
+                           parallel_shards=parallel_shards)
   parent = os.path.dirname(os.path.abspath(export_path))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=".preprocessor_tmp_", dir=parent)

@@ -210,3 +210,50 @@ def test_real_multi_cased_bundle_attributes(multi_cased_pre, multi_cased_path):
   assert out["input_word_ids"].shape == (1, 128)
   with open(os.path.join(multi_cased_path, "saved_model.pb"), "rb") as f:
     assert os.path.dirname(testutil.SHARED_DATA).encode() not in f.read()
+
+
+@pytest.mark.parametrize("parallel_shards", [0, 65, 2.0, True])
+def test_build_fails_if_parallel_shards_invalid(parallel_shards):
+  with pytest.raises(ValueError, match=r"parallel_shards must be an int in "
+                     r"\[1, 64\], got"):
+    export.build_preprocessor(vocab_file="unused", do_lower_case=True,
+                              parallel_shards=parallel_shards)
+
+
+def _all_outputs(pre, texts):
+  """Every output of the three callables, as nested Python lists."""
+  batch = tf.constant(texts, tf.string)
+  ids, starts, limits = pre.tokenize_with_offsets(batch)
+  packed = pre(batch)
+  return dict(tokenize=pre.tokenize(batch).to_list(), ids=ids.to_list(),
+              starts=starts.to_list(), limits=limits.to_list(),
+              **{k: v.numpy().tolist() for k, v in packed.items()})
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_parallel_shards_do_not_change_outputs(do_lower_case):
+  # Real multilingual text, including a capital sigma (Final_Sigma path)
+  # and Korean (multi-code-point expansion path), in batches smaller than,
+  # equal to and larger than the number of shards.
+  lines = []
+  for lang in ("el", "zh", "hi", "en"):
+    path = os.path.join(testutil.SHARED_DATA, "xnli", "xtreme_dev",
+                        f"dev-{lang}.tsv")
+    with open(path, encoding="utf-8", newline="") as f:
+      lines += [f.readline().rstrip("\r\n").split("\t")[0]
+                for _ in range(8)]
+  texts = ["ΟΔΟΣ ΣΟΦΙΑΣ", "한국어 텍스트", "", "  ", "a" * 250] + lines
+  vocab = (testutil.UNCASED_VOCAB if do_lower_case
+           else testutil.MULTI_CASED_VOCAB)
+  one = export.build_preprocessor(vocab_file=vocab,
+                                  do_lower_case=do_lower_case,
+                                  parallel_shards=1)
+  three = export.build_preprocessor(vocab_file=vocab,
+                                    do_lower_case=do_lower_case,
+                                    parallel_shards=3)
+  for size in (0, 1, 2, 3, 4, 37):
+    want = _all_outputs(one, texts[:size])
+    got = _all_outputs(three, texts[:size])
+    assert got == want, f"batch of {size}"
+  assert len(want["tokenize"]) == 37
+  assert sum(len(row) for row in want["tokenize"]) > 300
