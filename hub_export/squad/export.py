@@ -9,6 +9,8 @@ the float model:
   squad/mobilebert_float_384_gpu.tflite   float, GPU rewrites (`model.GPU_REWRITES`)
   squad/mobilebert_int8_384.tflite        full-integer int8, per-channel weights
   squad/mobilebert_int8_384_nnapi.tflite  int8, only NNAPI allow-list ops
+  (each .tflite carries TFLite metadata for the Task Library's BertQuestionAnswerer,
+  with vocab.txt packed: `tflite_metadata.py`)
   squad/mobilebert_float.onnx             tf2onnx
   squad/mobilebert_int8_qdq.onnx          onnxruntime static QDQ, per-channel
   squad/squad_manifest.json               I/O, op counts, checks, fidelity figures
@@ -38,9 +40,21 @@ from hub_export.squad import onnx_export
 from hub_export.squad import saved_model as saved_model_lib
 from hub_export.squad import squad_eval
 from hub_export.squad import tflite_export
+from hub_export.squad import tflite_metadata
 
 TOLERANCES = {"float_rel": 1e-4, "int8_min_sqnr_db": 15.0, "int8_target_sqnr_db": 20.0}
 MANIFEST = "squad_manifest.json"
+# ModelMetadata name and description of each TFLite variant.
+TFLITE_DESCRIPTIONS = {
+    tflite_export.FLOAT_FILE: ("float32", "float32, plain conversion of the SavedModel's "
+                               "mlperf signature."),
+    tflite_export.GPU_FILE: ("float32, GPU", "float32, graph rewritten for the TFLite GPU "
+                             "delegate (same function)."),
+    tflite_export.INT8_FILE: ("int8", "full-integer int8 (per-channel weights), int32 "
+                              "inputs, float32 logits."),
+    tflite_export.NNAPI_FILE: ("int8, NNAPI", "full-integer int8 using only NNAPI int8 "
+                               "operations, int32 inputs, float32 logits."),
+}
 
 
 class SquadExportError(ValueError):
@@ -179,7 +193,17 @@ def export_squad(squad_dir: str, model, *, vocab_file: str, do_lower_case: bool,
   log("squad/ TFLite int8, NNAPI allow-list ...")
   variants[tflite_export.NNAPI_FILE] = tflite_export.convert_int8(
       weights, cal, seq_length=seq_length, nnapi=True, equalization=equalization)
+  head_note = (" Its SQuAD head is a fresh seeded UNTRAINED head: answers are not "
+               "meaningful." if fresh else "")
   for name, content in variants.items():
+    kind, what = TFLITE_DESCRIPTIONS[name]
+    meta_args = dict(
+        vocab_file=vocab_file, do_lower_case=do_lower_case,
+        name=f"MobileBERT SQuAD 1.1 question answering ({kind})",
+        description=("Extractive question answering: the answer is the context span "
+                     "between the best start and end logits. MobileBERT, " + what +
+                     head_note))
+    content = tflite_metadata.add_metadata(content, **meta_args)
     path = os.path.join(squad_dir, name)
     with open(path, "wb") as f:
       f.write(content)
@@ -193,8 +217,13 @@ def export_squad(squad_dir: str, model, *, vocab_file: str, do_lower_case: bool,
     got = tflite_export.run(on_disk, ver)
     is_int8 = "int8" in name
     fig = (_int8_check if is_int8 else _float_check)(name, got, ref)
+    try:
+      meta = tflite_metadata.verify_metadata(on_disk, **meta_args)
+    except ValueError as e:
+      raise SquadExportError(f"squad/{name}: TFLite metadata check failed: {e}") from e
     entry = {"bytes": len(on_disk), "figures": fig, "ops": tflite_export.op_counts(on_disk),
-             "io": {k: v for k, v in io.items() if k in ("inputs", "outputs")}}
+             "io": {k: v for k, v in io.items() if k in ("inputs", "outputs")},
+             "metadata": meta}
     entry["gpu_findings"] = tflite_export.gpu_findings(on_disk)
     entry["official_gpu_analyzer"] = tflite_export.official_gpu_analyzer(on_disk)
     if is_int8:
@@ -202,6 +231,11 @@ def export_squad(squad_dir: str, model, *, vocab_file: str, do_lower_case: bool,
       entry["weights"] = tflite_export.weight_quantization(on_disk)
     checks[name] = entry
     files[name] = len(on_disk)
+  caveats = checks[tflite_export.FLOAT_FILE]["metadata"].get("task_library_caveats")
+  if caveats:
+    log("WARNING: the TFLite Task Library's BertQuestionAnswerer cannot use these "
+        ".tflite files as they are: " + "; ".join(caveats) + ". The interpreter (MLPerf "
+        "I/O) and squad/saved_model are unaffected.")
   if checks[tflite_export.GPU_FILE]["gpu_findings"]:
     raise SquadExportError(f"squad/{tflite_export.GPU_FILE} has GPU-incompatible ops: "
                            f"{checks[tflite_export.GPU_FILE]['gpu_findings'][:5]}")
@@ -345,7 +379,11 @@ def model_card_section(summary: Optional[dict]) -> str:
             f">= {tol['int8_min_sqnr_db']:g} dB (target {tol.get('int8_target_sqnr_db', 20):g} dB). int8: full-integer, per-channel weights, "
             "NoNorm outputs shifted and scaled per channel (folded into the weights), "
             f"attention mask {qa_model.QUANT_MASK_VALUE:g}. Details in "
-            f"`{summary.get('details', 'squad/' + MANIFEST)}`. EM/F1 of every variant: "
+            f"`{summary.get('details', 'squad/' + MANIFEST)}`. The .tflite files carry "
+            "TFLite metadata for the TFLite Task Library's BertQuestionAnswerer (tensors "
+            "`ids`, `mask`, `segment_ids` -> `end_logits`, `start_logits`, vocab.txt "
+            "packed); that API always feeds 384 tokens and lower-cases its input. "
+            "EM/F1 of every variant: "
             "`python -m hub_export.squad.evaluate --squad_dir=squad --squad_file=SQUAD.json` "
             "(exporter repository); size and latency: "
             "`benchmarks/squad_mobile_benchmark.py`.", ""]

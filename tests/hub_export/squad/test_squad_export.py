@@ -21,8 +21,10 @@ from hub_export.squad import model as qa_model
 from hub_export.squad import onnx_export
 from hub_export.squad import squad_eval
 from hub_export.squad import tflite_export
+from hub_export.squad import tflite_metadata
 from tests.hub_export.squad.conftest import SEQ_LENGTH, XQUAD_EN
 from tests import testutil
+from tests.hub_export.squad import metadata_fbs_reader as fbs
 
 TFLITE = (tflite_export.FLOAT_FILE, tflite_export.GPU_FILE, tflite_export.INT8_FILE,
           tflite_export.NNAPI_FILE)
@@ -56,6 +58,28 @@ def test_tflite_has_mlperf_io(tiny_squad, name):
     assert io["inputs"][k] == ("int32", [1, SEQ_LENGTH])
   for k in qa_model.OUTPUT_NAMES:
     assert io["outputs"][k] == ("float32", [1, SEQ_LENGTH])
+
+
+@pytest.mark.parametrize("name", TFLITE)
+def test_tflite_carries_bert_question_answerer_metadata(tiny_squad, name):
+  """Read back with the schema-based test reader, independent of our writer."""
+  content = _read(tiny_squad, name)
+  meta = fbs.read(tflite_metadata.metadata_buffer(content))
+  sg = meta["subgraph_metadata"][0]
+  assert [t["name"] for t in sg["input_tensor_metadata"]] == ["ids", "mask", "segment_ids"]
+  assert [t["name"] for t in sg["output_tensor_metadata"]] == ["end_logits",
+                                                               "start_logits"]
+  unit = sg["input_process_units"][0]
+  assert unit["options_type"] == "BertTokenizerOptions"
+  assert [(f["name"], f["type"]) for f in unit["vocab_file"]] == [
+      ("vocab.txt", "VOCABULARY")]
+  assert meta["min_parser_version"] == "1.1.0"
+  with open(testutil.UNCASED_VOCAB, "rb") as f:
+    assert tflite_metadata.packed_files(content) == {"vocab.txt": f.read()}
+  rec = tiny_squad["manifest"]["checks"][name]["metadata"]
+  assert rec["min_parser_version"] == "1.1.0" and rec["associated_files"] == ["vocab.txt"]
+  # seq 128 here: the record says the Task Library (384 tokens) cannot run it.
+  assert any("384" in c for c in rec["task_library_caveats"])
 
 
 @pytest.mark.parametrize("name", (tflite_export.FLOAT_FILE, tflite_export.GPU_FILE))
