@@ -91,7 +91,13 @@ def _as_token_rows(segment, index):
         f"segments[{index}] has rank {segment.shape.rank}; expected rank 2 "
         "[batch_size, (tokens)] or 3 [batch_size, (words), (wordpieces)].")
   if segment.shape.rank == 3:
-    segment = segment.merge_dims(1, 2)
+    # merge_dims(1, 2) without its run-time validation (66 graph nodes, three
+    # guarded Asserts, on every call): the token row splits are the word-level
+    # splits read at the sentence-level splits.
+    segment = tf.RaggedTensor.from_row_splits(
+        segment.flat_values,
+        tf.gather(segment.values.row_splits, segment.row_splits),
+        validate=False)
   return tf.cast(segment, tf.int32)
 
 
@@ -128,19 +134,23 @@ def bert_pack_inputs(segments, seq_length, *, start_of_sequence_id: int,
   k = len(segs)
   if isinstance(seq_length, int):
     check_seq_length(seq_length, k)
-  seq_length = tf.cast(seq_length, tf.int32)
   need = num_special_tokens(k)
-  with tf.control_dependencies([
-      tf.debugging.assert_greater_equal(
-          seq_length, need,
-          message=(f"seq_length is too small for {k} segment(s): it must be "
-                   f">= {need} ([CLS] + {k} x [SEP]); pass a larger "
-                   "seq_length")),
-      tf.debugging.assert_less_equal(
-          seq_length, MAX_SEQ_LENGTH,
-          message=f"seq_length must be <= {MAX_SEQ_LENGTH}"),
-  ]):
-    budget = tf.identity(seq_length - need)
+  if isinstance(seq_length, int):  # checked above, at trace time.
+    seq_length = tf.constant(seq_length, tf.int32)
+    budget = seq_length - need
+  else:
+    seq_length = tf.cast(seq_length, tf.int32)
+    with tf.control_dependencies([
+        tf.debugging.assert_greater_equal(
+            seq_length, need,
+            message=(f"seq_length is too small for {k} segment(s): it must "
+                     f"be >= {need} ([CLS] + {k} x [SEP]); pass a larger "
+                     "seq_length")),
+        tf.debugging.assert_less_equal(
+            seq_length, MAX_SEQ_LENGTH,
+            message=f"seq_length must be <= {MAX_SEQ_LENGTH}"),
+    ]):
+      budget = tf.identity(seq_length - need)
   lengths = tf.stack([tf.cast(s.row_lengths(), tf.int32) for s in segs],
                      axis=1)
   alloc = round_robin_allocation(lengths, budget)  # [B, k]

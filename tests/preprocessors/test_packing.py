@@ -67,6 +67,24 @@ def test_pack_accepts_rank3():
   assert out["input_word_ids"].numpy().tolist() == [[7, 1, 2, 3, 8, 0]]
 
 
+@pytest.mark.parametrize("seq_length", [5, tf.constant(5)])
+def test_pack_rank3_equals_packing_its_merge_dims(seq_length):
+  # Empty rows, empty words and a truncated row; rank 3 is merged without
+  # merge_dims' validation, so compare with TF's merge_dims (rank 2).
+  a = tf.ragged.constant([[[1, 2], [3]], [], [[4], [], [5, 6, 7]], [[]]],
+                         dtype=tf.int32, ragged_rank=2)
+  b = tf.ragged.constant([[[9]], [[10, 11]], [], [[12], [13]]],
+                         dtype=tf.int32, ragged_rank=2)
+  ids = dict(start_of_sequence_id=7, end_of_segment_id=8, padding_id=0)
+
+  def pack(x, y):
+    return {k: v.numpy().tolist() for k, v in packing.bert_pack_inputs(
+        [x, y], seq_length, **ids).items()}
+  want = pack(a.merge_dims(1, 2), b.merge_dims(1, 2))
+  assert pack(a, b) == want
+  assert want["input_word_ids"][2] == [7, 4, 5, 8, 8]
+
+
 @pytest.mark.parametrize("seq_length,num_segments", [(1, 1), (2, 2), (3, 3),
                                                      (513, 1), (0, 1)])
 def test_pack_fails_if_seq_length_out_of_range(seq_length, num_segments):
