@@ -337,10 +337,11 @@ def _model_io(model_content: bytes) -> Tuple[tflite_schema.ModelT, int]:
   if not tflite_schema.Model.ModelBufferHasIdentifier(model_content, 0):
     raise ValueError("model_content is not a TFLite flatbuffer (no 'TFL3' identifier at "
                      "byte 4); pass the bytes that the TFLite converter returned")
-  if _zip_names(model_content):
-    raise ValueError(f"the model already has packed associated files "
-                     f"{_zip_names(model_content)}; pass the model without metadata "
-                     "(as tflite_export.finalize_io returns it)")
+  packed = packed_files(model_content)
+  if packed:
+    raise ValueError(f"the model already has packed associated files {sorted(packed)}; "
+                     "pass the model without metadata (as tflite_export.finalize_io "
+                     "returns it)")
   from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
   m = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_content))
   names = [md.name.decode() for md in (m.metadata or [])]
@@ -370,14 +371,6 @@ def _model_io(model_content: bytes) -> Tuple[tflite_schema.ModelT, int]:
     raise ValueError(f"the model's tensors have different sequence lengths {sorted(shapes)};"
                      " all five must be [1, S] with one S")
   return m, shapes.pop()
-
-
-def _zip_names(content: bytes) -> List[str]:
-  try:
-    with zipfile.ZipFile(io.BytesIO(content)) as zf:
-      return zf.namelist()
-  except zipfile.BadZipFile:
-    return []
 
 
 def _read_vocab(vocab_file: str) -> bytes:
