@@ -112,34 +112,22 @@ class _SpecialTokens(tf.Module):
     return {k: tf.constant(v, tf.int32) for k, v in self._values.items()}
 
 
-class _Tokenize(tf.Module):
-  """`pre.tokenize`: string [B] -> int32 RaggedTensor [B, (words), (wordpieces)]."""
+class _ShardedTokenize(tf.Module):
+  """`pre.tokenize` / `pre.tokenize_with_offsets`: `tokenize_fn` over batch slices.
 
-  def __init__(self, tokenizer, special_tokens, num_shards):
+  Called with string [B]; returns what `tokenize_fn` returns for the whole batch
+  (see the module docstring), computed by `_sharded`.
+  """
+
+  def __init__(self, tokenize_fn, special_tokens, num_shards):
     super().__init__()
-    self._tokenizer = tokenizer
+    self._tokenize_fn = tokenize_fn
     self._num_shards = num_shards
     self.get_special_tokens_dict = special_tokens
 
   @tf.function(input_signature=[_SENTENCES_SPEC], autograph=False)
   def __call__(self, sentences):
-    return _sharded(self._tokenizer.tokenize, _as_batch(sentences),
-                    self._num_shards)
-
-
-class _TokenizeWithOffsets(tf.Module):
-  """`pre.tokenize_with_offsets`: ids, start and limit byte offsets."""
-
-  def __init__(self, tokenizer, special_tokens, num_shards):
-    super().__init__()
-    self._tokenizer = tokenizer
-    self._num_shards = num_shards
-    self.get_special_tokens_dict = special_tokens
-
-  @tf.function(input_signature=[_SENTENCES_SPEC], autograph=False)
-  def __call__(self, sentences):
-    return _sharded(self._tokenizer.tokenize_with_offsets,
-                    _as_batch(sentences), self._num_shards)
+    return _sharded(self._tokenize_fn, _as_batch(sentences), self._num_shards)
 
 
 class _BertPackInputs(tf.Module):
@@ -187,9 +175,10 @@ class Preprocessor(tf.Module):
                                      name="do_lower_case")
     self.seq_length = tf.Variable(seq_length, dtype=tf.int32, trainable=False,
                                   name="seq_length")
-    self.tokenize = _Tokenize(self._tokenizer, special, parallel_shards)
-    self.tokenize_with_offsets = _TokenizeWithOffsets(
-        self._tokenizer, special, parallel_shards)
+    self.tokenize = _ShardedTokenize(self._tokenizer.tokenize, special,
+                                     parallel_shards)
+    self.tokenize_with_offsets = _ShardedTokenize(
+        self._tokenizer.tokenize_with_offsets, special, parallel_shards)
     self.bert_pack_inputs = _BertPackInputs(self._special_ids, seq_length)
 
   def _pack(self, segments):
