@@ -113,7 +113,7 @@ class BlockStacks:
         object.__setattr__(owner, attr, value)
 
 
-class _Holder:
+class ModelHolder:
   """Keeps the Keras objects out of the SavedModel's object graph (not trackable)."""
 
   def __init__(self, model: MobileBertModel):
@@ -153,7 +153,7 @@ def build_encoder_module(model: MobileBertModel, *, vocab_file: str,
     `pooled_output` and `default` float32 [B, H], `encoder_outputs` list of L float32
     [B, S, H] (block outputs; the last is `sequence_output`).
   """
-  holder = _Holder(model)
+  holder = ModelHolder(model)
   max_len = model.config.max_position_embeddings
   num_layers = model.config.num_hidden_layers
 
