@@ -7,6 +7,7 @@ r"""Exports a MobileBERT checkpoint as a verified TF-Hub bundle.
 The bundle layout and API are those of ../shared/HUB_API.md: encoder/, preprocessor/,
 checkpoint/, manifest.json, README.md. This binary only parses flags into a
 `hub_export.pipeline.ExportConfig`; the work is done by `hub_export.pipeline.run`.
+TFLite and ONNX code is imported only with --task=squad.
 """
 
 import os
@@ -50,6 +51,12 @@ flags.DEFINE_boolean("archive", False, "Also write a .tar.gz of each SavedModel 
 flags.DEFINE_boolean("preprocessor_tflite", False, "Also write preprocessor.tflite: the "
                      "preprocessor for the TFLite interpreter (builtins + tensorflow-text's "
                      "TFLite ops, no Flex), checked against the preprocessor SavedModel.")
+flags.DEFINE_enum("attention_mask", "original", ["original", "model_garden"],
+                  "How the encoder masks padded keys. original: as google-research "
+                  "mobilebert/modeling.py (masked scores set to -6, softmax over every key; "
+                  "outputs depend on the amount of padding). model_garden: zero weight on "
+                  "padded keys, as Model Garden's MobileBERTEncoder and the published TF-Hub "
+                  "modules.")
 flags.DEFINE_enum("task", "encoder", ["encoder", "squad"], "squad: also write squad/, "
                   "the SQuAD 1.1 mobile package (SavedModel, TFLite float/GPU/int8/NNAPI, "
                   "ONNX float/int8), each verified against the float model.")
@@ -63,24 +70,27 @@ flags.mark_flag_as_required("export_dir")
 
 def _config():
   from hub_export import pipeline  # pylint: disable=g-import-not-at-top
+  options = pipeline.BundleOptions(
+      do_lower_case=FLAGS.do_lower_case, force_do_lower_case=FLAGS.force_do_lower_case,
+      seq_length=FLAGS.seq_length, overwrite=FLAGS.overwrite, with_mlm=FLAGS.with_mlm,
+      with_text_signature=FLAGS.with_text_signature, archive=FLAGS.archive,
+      preprocessor_tflite=FLAGS.preprocessor_tflite, attention_mask=FLAGS.attention_mask,
+      tasks=_tasks())
   return pipeline.ExportConfig(
       export_dir=FLAGS.export_dir, checkpoint_dir=FLAGS.checkpoint_dir,
       bert_config_file=FLAGS.bert_config_file, checkpoint=FLAGS.checkpoint,
       vocab_file=FLAGS.vocab_file, demo=FLAGS.demo, demo_seed=FLAGS.demo_seed,
-      do_lower_case=FLAGS.do_lower_case, force_do_lower_case=FLAGS.force_do_lower_case,
-      seq_length=FLAGS.seq_length, overwrite=FLAGS.overwrite, with_mlm=FLAGS.with_mlm,
-      with_text_signature=FLAGS.with_text_signature, archive=FLAGS.archive,
-      preprocessor_tflite=FLAGS.preprocessor_tflite,
-      squad=_squad_options())
+      options=options)
 
 
-def _squad_options():
+def _tasks() -> tuple:
+  """The downstream tasks of --task; their options modules import no TFLite/ONNX code."""
   if FLAGS.task != "squad":
-    return None
-  from hub_export.squad import export as squad_export  # pylint: disable=g-import-not-at-top
-  return squad_export.SquadOptions(
+    return ()
+  from hub_export.squad import options as squad_options  # pylint: disable=g-import-not-at-top
+  return (squad_options.SquadOptions(
       squad_file=FLAGS.squad_file, calibration_questions=FLAGS.squad_calibration_questions,
-      seq_length=FLAGS.squad_seq_length)
+      seq_length=FLAGS.squad_seq_length),)
 
 
 def main(argv):

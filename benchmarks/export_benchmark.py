@@ -145,17 +145,44 @@ def run_measured(cmd, log_path, cwd=REPO, timestamps=False):
 
 
 # Step lines printed by hub_export.pipeline, in order; each phase runs up to the next one.
-OUR_PHASES = (("process start, imports, flags", None), ("input checks + conversion + "
-              "TF2 checkpoint + reference outputs", " blocks, hidden "),
+# The preprocessor is saved and checked by a worker process during the conversion.
+OUR_PHASES = (("process start, imports, flags", None),
+              ("input checks + conversion + TF2 checkpoint", " blocks, hidden "),
+              ("reference outputs", "Computing reference outputs"),
               ("encoder SavedModel", "Saving encoder/"),
-              ("preprocessor SavedModel", "Saving preprocessor/"),
-              ("reload verification + manifest", "Verifying the SavedModels"),
+              ("encoder reload verification", "Verifying encoder/ reloaded"),
+              ("preprocessor wait + manifest + model card", "Waiting for preprocessor/"),
               ("summary + process exit", "Bundle written to"))
 # Model Garden's export_tfhub.py absl INFO lines.
 MG_EXPORT_PHASES = (("process start, imports, model build", None),
                     ("checkpoint restore", "Begin to load model"),
                     ("SavedModel save (tf_keras Model.save)", "Begin to save files for tfhub"),
                     ("process exit", "tfhub files exported!"))
+
+
+def record_export(side, result, phases, encoder_dir, *, loads, logs, label, breakdown_key,
+                  error_key):
+  """Records one export run in `side` (a dict of the JSON report) and prints it.
+
+  Stores the run under "export" and its per-phase seconds under `breakdown_key`; on success
+  also the encoder SavedModel's "sizes" and its fresh-process "load" times, on failure the
+  error line under `error_key`.
+  """
+  breakdown = breakdown_of(result, phases)
+  result.pop("lines", None)
+  side["export"] = result
+  side[breakdown_key] = dict(breakdown) if breakdown else None
+  if result["rc"] != 0:
+    side[error_key] = error_line(result)
+    print(f"  FAILED: {failure_text(result)}")
+    return
+  print(f"  wall {result['wall_s']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB")
+  for name, secs in breakdown or []:
+    print(f"    {secs:6.1f} s  {name}")
+  side["sizes"] = dir_sizes(encoder_dir)
+  print(f"  encoder SavedModel {side['sizes']['total_mb']:.1f} MB "
+        f"(saved_model.pb {side['sizes']['graph_mb']:.2f} MB)")
+  side["load"] = measure_loads(encoder_dir, loads, logs, label)
 
 
 def breakdown_of(result, phases):
@@ -295,21 +322,9 @@ def main():
                     f"--checkpoint_dir={ckpt_dir}", f"--export_dir={ours_dir}"],
                    os.path.join(logs, "ours_export.log"), timestamps=True)
   ours = res["ours"]
-  breakdown = breakdown_of(r, OUR_PHASES)
-  r.pop("lines", None)
-  ours["export"] = r
-  ours["breakdown_s"] = dict(breakdown) if breakdown else None
-  if r["rc"] == 0:
-    print(f"  wall {r['wall_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB")
-    for name, secs in breakdown or []:
-      print(f"    {secs:6.1f} s  {name}")
-    ours["sizes"] = dir_sizes(os.path.join(ours_dir, "encoder"))
-    print(f"  encoder SavedModel {ours['sizes']['total_mb']:.1f} MB "
-          f"(saved_model.pb {ours['sizes']['graph_mb']:.2f} MB)")
-    ours["load"] = measure_loads(os.path.join(ours_dir, "encoder"), args.loads, logs, "ours")
-  else:
-    ours["error"] = error_line(r)
-    print(f"  FAILED: {failure_text(r)}")
+  record_export(ours, r, OUR_PHASES, os.path.join(ours_dir, "encoder"),
+                loads=args.loads, logs=logs, label="ours", breakdown_key="breakdown_s",
+                error_key="error")
 
   # 2. Model Garden: converter, then exporter.
   mg = res["model_garden"]
@@ -359,21 +374,9 @@ def main():
          f"--model_checkpoint_path={tf2_prefix}", f"--export_path={mg_hub}",
          f"--vocab_file={os.path.join(ckpt_dir, 'vocab.txt')}"],
         os.path.join(logs, "mg_export.log"), timestamps=True)
-    breakdown = breakdown_of(r, MG_EXPORT_PHASES)
-    r.pop("lines", None)
-    mg["export"] = r
-    mg["export_breakdown_s"] = dict(breakdown) if breakdown else None
-    if r["rc"] == 0:
-      print(f"  wall {r['wall_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB")
-      for name, secs in breakdown or []:
-        print(f"    {secs:6.1f} s  {name}")
-      mg["sizes"] = dir_sizes(mg_hub)
-      print(f"  encoder SavedModel {mg['sizes']['total_mb']:.1f} MB "
-            f"(saved_model.pb {mg['sizes']['graph_mb']:.2f} MB)")
-      mg["load"] = measure_loads(mg_hub, args.loads, logs, "model_garden")
-    else:
-      mg["export_error"] = error_line(r)
-      print(f"  FAILED: {failure_text(r)}")
+    record_export(mg, r, MG_EXPORT_PHASES, mg_hub, loads=args.loads, logs=logs,
+                  label="model_garden", breakdown_key="export_breakdown_s",
+                  error_key="export_error")
 
   # 3. Figures and ratios.
   def ok(step):

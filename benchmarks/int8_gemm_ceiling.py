@@ -1,10 +1,11 @@
 """How much faster int8 can be than float on this CPU, for MobileBERT's matrix shapes.
 
-Issue #6 asks for the int8 SQuAD model to run at least 3x faster than the float
-SavedModel. Almost all of MobileBERT's work is FULLY_CONNECTED (per block, at seq
-384: 15 products, 321 M multiply-adds; attention products add about 12%), so the
-speed-up int8 can give on a CPU is bounded by the speed-up of an int8 matrix
-product over a float one there. This script measures that bound, in one run:
+The SQuAD mobile package aims for an int8 model at least 3x faster than the float
+SavedModel (`benchmarks/squad_mobile_benchmark.py`). Almost all of MobileBERT's work is
+FULLY_CONNECTED (per block, at seq 384: 15 products, 321 M multiply-adds; attention
+products add about 12%), so the speed-up int8 can give on a CPU is bounded by the
+speed-up of an int8 matrix product over a float one there. This script measures that
+bound, in one run:
 
   * a `tf.function` with one MobileBERT block's 15 dense layers, shapes from the
     released config (`uncased_L-24_H-128_B-512_A-4_F-4_OPT`: bottleneck 512 -> 128

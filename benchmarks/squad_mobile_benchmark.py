@@ -1,4 +1,4 @@
-r"""Size, latency and fidelity of every squad/ variant of a bundle, in one run (issue #6).
+r"""Size, latency and fidelity of every squad/ variant of a bundle, in one run.
 
 Usage (from the repo root):
   PYTHONPATH=. python benchmarks/squad_mobile_benchmark.py --squad_dir=BUNDLE/squad \
@@ -16,8 +16,9 @@ delegate) and each `.onnx` (onnxruntime CPU), at batch 1 and the bundle's sequen
   * fidelity against the float SavedModel on the windows of the first `--questions`
     questions (`hub_export.squad.evaluate`: logit SQNR, start/end argmax agreement,
     answer EM/F1 with the SavedModel's answers as ground truth);
-  * ratios against the SavedModel, and the issue's targets: int8 TFLite at least 3x
-    faster than the float SavedModel and at most 1/3 of its size, logit SQNR >= 20 dB.
+  * ratios against the SavedModel, and the mobile package's targets: int8 TFLite at
+    least 3x faster than the float SavedModel and at most 1/3 of its size, logit SQNR at
+    least `hub_export.verify.TOLERANCES["squad_int8"]["target_sqnr_db"]`.
 The load average is printed before and after: on a shared machine latencies are
 indicative. Untrained (seeded) weights have small logit margins, so agreement figures
 understate what a trained model keeps.
@@ -35,6 +36,13 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SQUAD = os.path.join(os.path.dirname(REPO), "shared", "data", "squad", "xquad",
                              "xquad.en.json")
+# The int8 TFLite model against the float SavedModel: speed-up and size ratio to reach.
+TARGET_SPEEDUP = 3.0
+TARGET_SIZE_RATIO = 3.0
+
+
+def _fmt_db(x: float) -> str:
+  return "inf" if x == float("inf") else f"{x:.1f}"
 
 
 def _dir_bytes(path):
@@ -50,11 +58,11 @@ def _child(args) -> dict:
   tf.config.threading.set_intra_op_parallelism_threads(args.threads)
   tf.config.threading.set_inter_op_parallelism_threads(1)
   import tensorflow_text  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
+  from hub_export.squad import constants  # pylint: disable=g-import-not-at-top
   from hub_export.squad import evaluate  # pylint: disable=g-import-not-at-top
   from hub_export.squad import features as features_lib  # pylint: disable=g-import-not-at-top
-  from hub_export.squad import model as qa_model  # pylint: disable=g-import-not-at-top
   from hub_export.squad import onnx_export  # pylint: disable=g-import-not-at-top
-  from hub_export.squad import tflite_export  # pylint: disable=g-import-not-at-top
+  from hub_export.squad import tflite_analysis  # pylint: disable=g-import-not-at-top
 
   loaded = tf.saved_model.load(os.path.join(args.squad_dir, "saved_model"))
   sig = loaded.signatures["mlperf"]
@@ -66,7 +74,7 @@ def _child(args) -> dict:
       max_query_length=int(loaded.max_query_length.numpy()))
   window = next(features_lib.iter_batches(featurizer.features(
       features_lib.read_squad_json(args.squad_file, limit=1))))
-  feed = {k: np.asarray(window[k], np.int32) for k in qa_model.INPUT_NAMES}
+  feed = {k: np.asarray(window[k], np.int32) for k in constants.INPUT_NAMES}
 
   def timed(call):
     call()  # warm-up
@@ -83,7 +91,7 @@ def _child(args) -> dict:
     path = os.path.join(args.squad_dir, name)
     if name.endswith(".tflite"):
       with open(path, "rb") as f:
-        interp = tflite_export.interpreter(f.read(), num_threads=args.threads)
+        interp = tflite_analysis.interpreter(f.read(), num_threads=args.threads)
       runner = interp.get_signature_runner(next(iter(interp.get_signature_list())))
       out[name] = timed(lambda r=runner: r(**feed))
     else:
@@ -129,6 +137,7 @@ def main(argv) -> int:
       with open(child_out, encoding="utf-8") as f:
         latency[threads] = json.load(f)
   sys.path.insert(0, REPO)
+  from hub_export import verify  # pylint: disable=g-import-not-at-top
   from hub_export.squad import evaluate  # pylint: disable=g-import-not-at-top
   from hub_export.squad import tflite_export  # pylint: disable=g-import-not-at-top
   report = evaluate.evaluate_dir(args.squad_dir, args.squad_file,
@@ -152,21 +161,22 @@ def main(argv) -> int:
                "latency_1t_s": t1, "latency_2t_s": t2, "speedup_1t": ref_t[1] / t1,
                "speedup_2t": ref_t[2] / t2, "fidelity": fi}
     sq = fi["sqnr_db"]
-    fmt = lambda x: "inf" if x == float("inf") else f"{x:.1f}"  # pylint: disable=unnecessary-lambda-assignment
     print(f"| {n} | {sizes[n] / 1e6:.1f} | {rows[n]['size_ratio']:.2f} | {t1 * 1e3:.1f} | "
           f"{rows[n]['speedup_1t']:.2f} | {t2 * 1e3:.1f} | {rows[n]['speedup_2t']:.2f} | "
-          f"{fmt(sq['start_logits'])}/{fmt(sq['end_logits'])} | "
+          f"{_fmt_db(sq['start_logits'])}/{_fmt_db(sq['end_logits'])} | "
           f"{fi['argmax_agreement']['start_logits']:.2f}/"
           f"{fi['argmax_agreement']['end_logits']:.2f} | {fi['answer_f1']:.1f} |")
   i8 = rows.get(tflite_export.INT8_FILE)
   if i8:
-    ok_speed = min(i8["speedup_1t"], i8["speedup_2t"]) >= 3.0
-    ok_size = i8["size_ratio"] >= 3.0
-    ok_sqnr = min(i8["fidelity"]["sqnr_db"].values()) >= 20.0
-    print(f"\ntargets (int8 TFLite vs float SavedModel): >= 3x faster: "
+    target_sqnr = verify.TOLERANCES["squad_int8"]["target_sqnr_db"]
+    ok_speed = min(i8["speedup_1t"], i8["speedup_2t"]) >= TARGET_SPEEDUP
+    ok_size = i8["size_ratio"] >= TARGET_SIZE_RATIO
+    ok_sqnr = min(i8["fidelity"]["sqnr_db"].values()) >= target_sqnr
+    print(f"\ntargets (int8 TFLite vs float SavedModel): >= {TARGET_SPEEDUP:g}x faster: "
           f"{'MET' if ok_speed else 'NOT MET'} ({i8['speedup_1t']:.2f}x / "
-          f"{i8['speedup_2t']:.2f}x); <= 1/3 size: {'MET' if ok_size else 'NOT MET'} "
-          f"({i8['size_ratio']:.2f}x smaller); logit SQNR >= 20 dB: "
+          f"{i8['speedup_2t']:.2f}x); <= 1/{TARGET_SIZE_RATIO:g} size: "
+          f"{'MET' if ok_size else 'NOT MET'} ({i8['size_ratio']:.2f}x smaller); "
+          f"logit SQNR >= {target_sqnr:g} dB: "
           f"{'MET' if ok_sqnr else 'NOT MET'} "
           f"({min(i8['fidelity']['sqnr_db'].values()):.1f} dB)")
   print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")

@@ -125,14 +125,15 @@ def is_tf2_checkpoint(prefix: str) -> bool:
   return _OBJECT_GRAPH_KEY in shapes
 
 
-def load_model(prefix: str, config: MobileBertConfig, *, with_mlm: bool = True
-               ) -> tuple:
+def load_model(prefix: str, config: MobileBertConfig, *, with_mlm: bool = True,
+               attention_mask: str = model_lib.DEFAULT_ATTENTION_MASK) -> tuple:
   """Builds Model Garden's MobileBERT from `config` and fills it from a checkpoint.
 
   Args:
     prefix: checkpoint prefix (see `find_checkpoint`); TF1 or this tool's TF2 format.
     config: the config of that checkpoint.
     with_mlm: also build and fill the MLM head (the checkpoint must have one).
+    attention_mask: the encoder's masking of padded keys (`model.ATTENTION_MASKS`).
 
   Returns:
     (model, report): a `checkpoints.model.MobileBertModel` and a `ConversionReport`.
@@ -144,9 +145,11 @@ def load_model(prefix: str, config: MobileBertConfig, *, with_mlm: bool = True
   """
   reader, shapes = _open(prefix)
   if _OBJECT_GRAPH_KEY in shapes:
-    return _load_tf2(prefix, shapes, config, with_mlm=with_mlm)
+    return _load_tf2(prefix, shapes, config, with_mlm=with_mlm,
+                     attention_mask=attention_mask)
   has_squad = any(k.startswith("cls/squad/") for k in shapes)
-  model = model_lib.build_model(config, with_mlm=with_mlm, with_squad=has_squad)
+  model = model_lib.build_model(config, with_mlm=with_mlm, with_squad=has_squad,
+                                attention_mask=attention_mask)
   targets = model_lib.target_variables(model)
 
   def read(name):
@@ -172,7 +175,7 @@ def load_model(prefix: str, config: MobileBertConfig, *, with_mlm: bool = True
   return model, report
 
 
-def _load_tf2(prefix, shapes, config, *, with_mlm):
+def _load_tf2(prefix, shapes, config, *, with_mlm, attention_mask):
   roots = {k.split("/", 1)[0] for k in shapes if k != _OBJECT_GRAPH_KEY}
   has_squad, has_mlm = "squad" in roots, "masked_lm" in roots
   if with_mlm and not has_mlm:
@@ -180,7 +183,8 @@ def _load_tf2(prefix, shapes, config, *, with_mlm):
                      "head (--nowith_mlm)")
   # Restore everything the checkpoint holds, strictly both ways, then drop what the
   # export does not want: no partial restore is ever accepted.
-  model = model_lib.build_model(config, with_mlm=has_mlm, with_squad=has_squad)
+  model = model_lib.build_model(config, with_mlm=has_mlm, with_squad=has_squad,
+                                attention_mask=attention_mask)
   status = tf.train.Checkpoint(**model.checkpoint_items()).restore(prefix)
   try:
     status.assert_consumed()

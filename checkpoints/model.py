@@ -13,6 +13,7 @@ Model Garden's converter needs `clear_session`).
 """
 
 import dataclasses
+import types
 from typing import Optional
 
 import tensorflow as tf
@@ -21,6 +22,69 @@ from official.nlp.modeling import layers as nlp_layers
 from official.nlp.modeling import networks
 
 from checkpoints.config import MobileBertConfig
+
+# How padded keys are masked in self-attention (`build_model(attention_mask=...)`):
+# "original": google-research `mobilebert/modeling.py`, `attention_layer` (the revision
+#   with quantization-aware training): scores * mask + (1 - mask) * -6, then softmax over
+#   all keys, so a padded key keeps weight e^-6 relative to a zero score, and the output
+#   at real positions depends on how much padding there is.
+# "model_garden": tf_keras `MultiHeadAttention`'s masked softmax (adds -1e9 to masked
+#   scores): padded keys get zero weight, as in Model Garden's `MobileBERTEncoder`, HF's
+#   `MobileBertModel` and the published TF-Hub modules.
+ATTENTION_MASKS = ("original", "model_garden")
+DEFAULT_ATTENTION_MASK = "original"
+# What each mode means for padded inputs, in one sentence (manifest.json, model card).
+ATTENTION_MASK_MEANINGS = {
+    "original": "as google-research mobilebert/modeling.py: masked attention scores are "
+                "set to -6 and the softmax runs over every key, so padded keys keep a weight "
+                "of about e^-6 and outputs at real positions depend on the amount of padding",
+    "model_garden": "as Model Garden's MobileBERTEncoder and the published TF-Hub modules: "
+                    "padded keys get zero attention weight, so outputs at real positions do "
+                    "not depend on the amount of padding",
+}
+ORIGINAL_MASKED_SCORE = -6.0  # modeling.py: "hard-code the to-be-masked-out part have -6"
+
+
+def _original_masked_softmax(self, attention_scores, attention_mask=None):
+  """`MultiHeadAttention._masked_softmax` with the original MobileBERT masking.
+
+  Args:
+    attention_scores: float [B, N, T, S], already scaled by 1/sqrt(head size).
+    attention_mask: [B, T, S] 1 (visible) / 0 (padded key), or None.
+
+  Returns:
+    float [B, N, T, S]: softmax(scores * mask + (1 - mask) * -6) over the last axis.
+  """
+  if attention_mask is None:
+    return tf.nn.softmax(attention_scores, axis=-1)
+  mask = tf.cast(attention_mask, attention_scores.dtype)
+  for _ in range(len(attention_scores.shape) - len(mask.shape)):
+    mask = tf.expand_dims(mask, axis=-len(self._attention_axes) * 2 - 1)  # pylint: disable=protected-access
+  scores = attention_scores * mask + (1.0 - mask) * ORIGINAL_MASKED_SCORE
+  return tf.nn.softmax(scores, axis=-1)
+
+
+def set_attention_mask(encoder: networks.MobileBERTEncoder, mode: str) -> None:
+  """Makes every self-attention layer of `encoder` mask padded keys as `mode` says.
+
+  Replaces `_masked_softmax` on each block's `MultiHeadAttention` instance (not the
+  class) for "original"; "model_garden" restores the class's own method. Every later
+  call and trace of `encoder` (eager, `tf.function`, SavedModel signatures, training
+  with dropout) computes that mode; variables and checkpoints are unaffected.
+
+  Raises:
+    ValueError: `mode` not in `ATTENTION_MASKS`.
+  """
+  if mode not in ATTENTION_MASKS:
+    raise ValueError(f"attention_mask={mode!r} is not a masking mode; choose one of "
+                     f"{list(ATTENTION_MASKS)}")
+  for block in encoder.transformer_layers:
+    mha = block.block_layers["attention"][0]
+    if mode == "original":
+      object.__setattr__(mha, "_masked_softmax",
+                         types.MethodType(_original_masked_softmax, mha))
+    elif "_masked_softmax" in vars(mha):
+      object.__delattr__(mha, "_masked_softmax")
 
 
 class SquadHead(tf.Module):
@@ -40,11 +104,15 @@ class SquadHead(tf.Module):
 
 @dataclasses.dataclass
 class MobileBertModel:
-  """The converted model: Model Garden encoder, optional MLM head and SQuAD head."""
+  """The converted model: Model Garden encoder, optional MLM head and SQuAD head.
+
+  `attention_mask` is the encoder's masking mode (`ATTENTION_MASKS`).
+  """
   config: MobileBertConfig
   encoder: networks.MobileBERTEncoder
   masked_lm: Optional[nlp_layers.MobileBertMaskedLM]
   squad: Optional[SquadHead]
+  attention_mask: str = DEFAULT_ATTENTION_MASK
 
   def checkpoint_items(self) -> dict:
     """Items for `tf.train.Checkpoint`, the keys `BertPretrainerV2.checkpoint_items` uses."""
@@ -57,18 +125,27 @@ class MobileBertModel:
 
 
 def build_model(config: MobileBertConfig, *, with_mlm: bool = True,
-                with_squad: bool = False) -> MobileBertModel:
+                with_squad: bool = False,
+                attention_mask: str = DEFAULT_ATTENTION_MASK) -> MobileBertModel:
   """Builds Model Garden's MobileBERT encoder (+ MLM head, + SQuAD head) with variables.
 
   Args:
     config: validated config.
     with_mlm: build the `MobileBertMaskedLM` pre-training head.
     with_squad: build the `SquadHead`.
+    attention_mask: the masking of padded keys, one of `ATTENTION_MASKS`.
 
   Returns:
     A `MobileBertModel` whose variables exist (built on a [1, 4] dummy batch).
+
+  Raises:
+    ValueError: unknown `attention_mask`.
   """
+  if attention_mask not in ATTENTION_MASKS:
+    raise ValueError(f"attention_mask={attention_mask!r} is not a masking mode; choose one "
+                     f"of {list(ATTENTION_MASKS)}")
   encoder = networks.MobileBERTEncoder(**config.to_encoder_kwargs())
+  set_attention_mask(encoder, attention_mask)
   dummy = tf.zeros([1, 4], tf.int32)
   outputs = encoder(dict(input_word_ids=dummy, input_mask=tf.ones_like(dummy),
                          input_type_ids=dummy))
@@ -81,7 +158,8 @@ def build_model(config: MobileBertConfig, *, with_mlm: bool = True,
         name="cls/predictions")
     masked_lm(outputs["sequence_output"], tf.zeros([1, 1], tf.int32))
   squad = SquadHead(config.hidden_size) if with_squad else None
-  return MobileBertModel(config=config, encoder=encoder, masked_lm=masked_lm, squad=squad)
+  return MobileBertModel(config=config, encoder=encoder, masked_lm=masked_lm, squad=squad,
+                         attention_mask=attention_mask)
 
 
 def _norm_vars(prefix: str, layer) -> dict:

@@ -4,7 +4,7 @@ Contract: `../shared/HUB_API.md`, section "encoder/" (the "Common SavedModel API
 text" of TF Hub plus named serving signatures). The root object is a plain trackable
 holding `tf.function`s and variable lists, not a Keras model: saving does not serialize
 Keras layer call functions (the slow part of tf-models-official's `export_tfhub`, and
-the bulk of its 168 MB SavedModel), and loading restores a handful of functions only.
+the bulk of its SavedModel), and loading restores a handful of functions only.
 """
 
 import collections.abc
@@ -35,20 +35,19 @@ class BlockStacks:
   reads a variable takes its handle as an input, and TensorFlow spends time per captured
   handle, per function, when saving (a placeholder per handle in every signature and
   wrapper, the saver's save/restore functions) and when loading (every function's graph
-  is rebuilt in Python). One `[L, ...]` variable per block variable (53 handles instead
-  of 1,111 for the released config) cut, on this project's 2-core machine, the full
-  config's `save_encoder` from about 17 s to 3.8 s and `tf.saved_model.load` from about
-  4.6 s to 0.8-1.3 s of CPU, at unchanged batch-1 latency (`benchmarks/export_benchmark.py`
-  prints the current figures). Values are identical: while the encoder is traced, each
-  block's layers read `tf.unstack(stacked)[i]` instead of their own variable; the
-  gradient of `tf.unstack` is one `tf.stack`, so fine-tuning updates the stacked
-  variables. The Model Garden model and its `checkpoint/` keep the original per-block
-  variables.
+  is rebuilt in Python). So each block variable is served by one `[L, ...]` variable
+  (53 handles instead of 1,111 for the released config), which makes saving and loading
+  several times cheaper at the same batch-1 latency (`benchmarks/export_benchmark.py`
+  measures it; `benchmarks/README.md` has the figures). Values are identical: while the
+  encoder is traced, each block's layers read `tf.unstack(stacked)[i]` instead of their
+  own variable; the gradient of `tf.unstack` is one `tf.stack`, so fine-tuning updates
+  the stacked variables. The Model Garden model and its `checkpoint/` keep the original
+  per-block variables.
 
   Attributes:
     stacked: list of `tf.Variable`, each `[L] + shape` of one block variable, named
       `transformer/layer_stacked/<Model Garden name within the block>`.
-    block_variables: the Model Garden block variables now served by `stacked` (ids).
+    block_variables: the Model Garden block variables served by `stacked` (ids).
   """
 
   def __init__(self, blocks):

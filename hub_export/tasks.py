@@ -31,11 +31,13 @@ class BundleTask(Protocol):
     """Raises ValueError naming the bad option, given the `MobileBertConfig`."""
 
   def export(self, work: str, *, config, vocab_file: str, do_lower_case: bool,
-             log: Callable[[str], None]) -> dict:
+             attention_mask: str, log: Callable[[str], None]) -> dict:
     """Writes and verifies `work/<name>/`; returns the JSON-ready manifest entry.
 
     `work` is the bundle's staging directory; `work/checkpoint/` holds the TF2
-    checkpoint the bundle ships. Raises ValueError (or a subclass) on a failed check.
+    checkpoint the bundle ships; `attention_mask` is the bundle's masking of padded
+    keys (`checkpoints.model.ATTENTION_MASKS`), which the task's float models compute.
+    Raises ValueError (or a subclass) on a failed check.
     """
 
   def card_section(self, summary: dict) -> str:

@@ -28,7 +28,8 @@ Attributes: `vocab_file` (tf.saved_model.Asset, the vocab copied into
 `assets/`), `do_lower_case` (non-trainable bool tf.Variable), `seq_length`
 (non-trainable int32 tf.Variable, the default S).
 
-Serving signatures (outputs are named, never output_0):
+Serving signatures (outputs are named, never output_0), built by
+`signatures.serving_functions`:
   * `serving_default`: input `sentences` string [B] -> `input_word_ids`,
     `input_mask`, `input_type_ids` int32 [B, S].
   * `bert_pack_pair`: inputs `text_a`, `text_b` string [B] -> the same three
@@ -48,22 +49,21 @@ bind to the function signature (TypeError/ValueError naming the expected
 """
 
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 
+import publish
 from preprocessors import packing
+from preprocessors import signatures
 from preprocessors import tokenizer as tokenizer_lib
 from preprocessors import vocab as vocab_lib
 
-PAIR_SIGNATURE_NAME = "bert_pack_pair"
-# Two slices per batch: on XNLI dev (batch 256, multi_cased, 2 CPUs) 1.43x
-# the sentences/s of one slice, with ids identical; 3 and 4 slices were no
-# faster there (benchmarks/preprocessor_throughput.py, README).
+# Two slices per batch use both cores of a 2-CPU machine; more slices were no
+# faster there (benchmarks/preprocessor_throughput.py, benchmarks/README.md).
 DEFAULT_PARALLEL_SHARDS = 2
 _MAX_PARALLEL_SHARDS = 64
-_SENTENCES_SPEC = tf.TensorSpec(None, tf.string, name="sentences")
+# `pre(...)` and `pre.tokenize*` accept any rank and check rank 1 at run time.
+_SENTENCES_SPEC = signatures.text_spec("sentences", shape=None)
 
 
 def _as_batch(sentences):
@@ -135,9 +135,7 @@ class _BertPackInputs(tf.Module):
 
   def __init__(self, special_ids, default_seq_length):
     super().__init__()
-    ids = dict(start_of_sequence_id=special_ids["start_of_sequence_id"],
-               end_of_segment_id=special_ids["end_of_segment_id"],
-               padding_id=special_ids["padding_id"])
+    ids = packing.special_token_ids(special_ids)
 
     @tf.function(autograph=False)
     def call(segments, seq_length=default_seq_length):
@@ -153,14 +151,16 @@ class _BertPackInputs(tf.Module):
 
 
 class Preprocessor(tf.Module):
-  """The preprocessor object; see the module docstring for its API."""
+  """The preprocessor object; see the module docstring for its API.
+
+  `serve_single` and `serve_pair` are the functions of the `serving_default`
+  and `bert_pack_pair` signatures (`signatures.serving_functions`).
+  """
 
   def __init__(self, vocab, *, do_lower_case: bool, seq_length: int,
                parallel_shards: int = DEFAULT_PARALLEL_SHARDS):
     super().__init__(name="preprocessor")
-    self._seq_length_value = seq_length
     self._num_shards = parallel_shards
-    self._special_ids = dict(vocab.special_ids)
     self._tokenizer = tokenizer_lib.ParityBertTokenizer(
         vocab.tokens, do_lower_case=do_lower_case,
         unk_id=vocab.special_ids["unk_id"])
@@ -179,14 +179,11 @@ class Preprocessor(tf.Module):
                                      parallel_shards)
     self.tokenize_with_offsets = _ShardedTokenize(
         self._tokenizer.tokenize_with_offsets, special, parallel_shards)
-    self.bert_pack_inputs = _BertPackInputs(self._special_ids, seq_length)
-
-  def _pack(self, segments):
-    return packing.bert_pack_inputs(
-        segments, self._seq_length_value,
-        start_of_sequence_id=self._special_ids["start_of_sequence_id"],
-        end_of_segment_id=self._special_ids["end_of_segment_id"],
-        padding_id=self._special_ids["padding_id"])
+    self.bert_pack_inputs = _BertPackInputs(vocab.special_ids, seq_length)
+    self._encode = signatures.packer(self._tokens, vocab.special_ids,
+                                     seq_length)
+    self.serve_single, self.serve_pair = signatures.serving_functions(
+        self._encode)
 
   def _tokens(self, sentences):
     return _sharded(self._tokenizer.tokenize, _as_batch(sentences),
@@ -194,19 +191,7 @@ class Preprocessor(tf.Module):
 
   @tf.function(input_signature=[_SENTENCES_SPEC], autograph=False)
   def __call__(self, sentences):
-    return self._pack([self._tokens(sentences)])
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
-                                              name="sentences")],
-               autograph=False)
-  def serve_single(self, sentences):
-    return self._pack([self._tokens(sentences)])
-
-  @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.string, name="text_a"),
-      tf.TensorSpec([None], tf.string, name="text_b")], autograph=False)
-  def serve_pair(self, text_a, text_b):
-    return self._pack([self._tokens(text_a), self._tokens(text_b)])
+    return self._encode([sentences])
 
 
 def build_preprocessor(
@@ -254,10 +239,10 @@ def save_preprocessor(
     parallel_shards: int = DEFAULT_PARALLEL_SHARDS) -> None:
   """Builds the preprocessor and writes it as a TF2 SavedModel.
 
-  The SavedModel is written to a temporary directory next to `export_path`
-  and renamed into place, so a failure leaves nothing at `export_path`. The
-  vocab is stored as an asset (`assets/<basename>`); no source path is
-  recorded in saved_model.pb.
+  The SavedModel is written to a staging directory next to `export_path`
+  and renamed into place (`publish.atomic_directory`), so a failure leaves
+  nothing at `export_path`. The vocab is stored as an asset
+  (`assets/<basename>`); no source path is recorded in saved_model.pb.
 
   Args:
     export_path: directory to create; must not exist.
@@ -267,6 +252,7 @@ def save_preprocessor(
   Raises:
     FileExistsError: export_path exists.
     ValueError: see `build_preprocessor`.
+    publish.PublishError: the directory beside export_path is not writable.
   """
   if os.path.exists(export_path):
     raise FileExistsError(
@@ -275,17 +261,12 @@ def save_preprocessor(
   pre = build_preprocessor(vocab_file=vocab_file, do_lower_case=do_lower_case,
                            seq_length=seq_length,
                            parallel_shards=parallel_shards)
-  parent = os.path.dirname(os.path.abspath(export_path))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".preprocessor_tmp_", dir=parent)
-  try:
-    target = os.path.join(tmp, "saved_model")
+  with publish.atomic_directory(export_path) as work:
     tf.saved_model.save(
-        pre, target,
+        pre, work,
         signatures={
-            "serving_default": pre.serve_single.get_concrete_function(),
-            PAIR_SIGNATURE_NAME: pre.serve_pair.get_concrete_function(),
+            signatures.SINGLE_SIGNATURE_NAME:
+                pre.serve_single.get_concrete_function(),
+            signatures.PAIR_SIGNATURE_NAME:
+                pre.serve_pair.get_concrete_function(),
         })
-    os.rename(target, export_path)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)

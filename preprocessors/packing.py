@@ -12,6 +12,17 @@ MAX_SEQ_LENGTH = 512  # max_position_embeddings of the released checkpoints.
 _BISECTION_STEPS = 10  # 2**10 > MAX_SEQ_LENGTH + 1.
 
 
+def special_token_ids(special_ids: dict) -> dict:
+  """The ids `bert_pack_inputs` takes as keywords, from `vocab.Vocab.special_ids`.
+
+  Returns:
+    {"start_of_sequence_id", "end_of_segment_id", "padding_id"} -> int
+    (the ids of [CLS], [SEP], [PAD]).
+  """
+  return {k: special_ids[k]
+          for k in ("start_of_sequence_id", "end_of_segment_id", "padding_id")}
+
+
 def num_special_tokens(num_segments: int) -> int:
   """[CLS] plus one [SEP] per segment."""
   return num_segments + 1
@@ -91,9 +102,9 @@ def _as_token_rows(segment, index):
         f"segments[{index}] has rank {segment.shape.rank}; expected rank 2 "
         "[batch_size, (tokens)] or 3 [batch_size, (words), (wordpieces)].")
   if segment.shape.rank == 3:
-    # merge_dims(1, 2) without its run-time validation (66 graph nodes, three
-    # guarded Asserts, on every call): the token row splits are the word-level
-    # splits read at the sentence-level splits.
+    # merge_dims(1, 2) without its run-time validation (three guarded Asserts
+    # on every call): the token row splits are the word-level splits read at
+    # the sentence-level splits.
     segment = tf.RaggedTensor.from_row_splits(
         segment.flat_values,
         tf.gather(segment.values.row_splits, segment.row_splits),

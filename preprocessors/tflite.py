@@ -1,14 +1,15 @@
 """The preprocessor as a TensorFlow Lite model, and its check against the SavedModel.
 
 `convert_preprocessor_to_tflite` builds the two serving functions of the
-preprocessor SavedModel (`export.py`) around a tokenizer built with
-`tflite_compatible=True` and converts them with the
-TFLite converter restricted to TFLITE_BUILTINS plus custom ops, i.e. without
-Select TF ("Flex") ops:
+preprocessor SavedModel (`export.py`) with the same builder
+(`signatures.serving_functions`), around a tokenizer built with
+`tflite_compatible=True`, and converts them with the TFLite converter
+restricted to TFLITE_BUILTINS plus custom ops, i.e. without Select TF
+("Flex") ops:
 
   * `serving_default`: `sentences` string [B] -> `input_word_ids`,
     `input_mask`, `input_type_ids` int32 [B, seq_length];
-  * `bert_pack_pair` (`export.PAIR_SIGNATURE_NAME`): `text_a`, `text_b`
+  * `bert_pack_pair` (`signatures.PAIR_SIGNATURE_NAME`): `text_a`, `text_b`
     string [B] -> the same three outputs.
 
 The model uses the TFLite builtins plus these tensorflow-text custom ops,
@@ -17,8 +18,9 @@ in an interpreter (see `make_interpreter`): TFText>ByteSplitWithOffsets,
 TFText>NgramsStringJoin, FastWordpieceTokenizeWithOffsets (see `utf8.py` for
 why UTF-8 is decoded and encoded with them instead of TF's Unicode ops, which
 have no TFLite kernel). The token ids are those of the SavedModel, i.e. of
-original BERT FullTokenizer; `verify_tflite_preprocessor` checks this on a
-multilingual sample in the TFLite interpreter.
+original BERT FullTokenizer; `verify_tflite_preprocessor` checks this in the
+TFLite interpreter against the SavedModel, by default on the hard probe set
+`probes.PROBE_SENTENCES`.
 """
 
 import time
@@ -27,8 +29,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text  # registers the custom ops for conversion.
 
-from preprocessors import export
 from preprocessors import packing
+from preprocessors import probes
+from preprocessors import signatures
 from preprocessors import tokenizer as tokenizer_lib
 from preprocessors import vocab as vocab_lib
 
@@ -39,35 +42,7 @@ ALLOWED_CUSTOM_OPS = frozenset({
     "TFText>ByteSplitWithOffsets",
     "TFText>NgramsStringJoin",
 })
-SIGNATURE_KEYS = ("serving_default", export.PAIR_SIGNATURE_NAME)
-OUTPUT_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
-
-
-def _spec(name):
-  return tf.TensorSpec([None], tf.string, name=name)
-
-
-# Default check sample: hard cases of the original BERT rules in many
-# scripts (accents, ß and ligatures, final sigma, CJK incl. extension B,
-# Thai without spaces, Hangul and Tamil (one character -> several code
-# points when lower-cased), control/format/zero-width characters, no-break
-# and ideographic spaces, emoji, 200/201-character words, invalid UTF-8).
-PROBE_SENTENCES = (
-    "Hello, world! The quick brown fox jumps over the lazy dog.",
-    "Straße STRASSE ß ﬁne ﬂow İstanbul ıi Éléphant cafe\u0301",
-    "ΟΔΟΣ. ΣΑΣ Σ aΣ. Α\u0301Σ ΑΣ\u200bΒ",
-    "Москва — столица России. Ünïcödé ǅ",
-    "中文分词测试，你好！日本語のテキスト。한국어 텍스트 𠀀𠀁 𪚥",
-    "ภาษาไทยไม่มีช่องว่าง ພາສາລາວ नमस्ते दुनिया كتاب",
-    "a\u00a0b\u202fc d\u3000e f\u200bg co\u00adop a\x00b\x01c\x7fd\ufffde",
-    "I ❤️ 🤗🎉 👍🏽 ™ © ° € ₹ 1,000.5 ١٢٣ ½",
-    "a" * 200 + " " + "b" * 201 + " x" + "é" * 199,
-    "",
-    " \t\n\u3000 ",
-    "[CLS] [SEP] [MASK] [UNK] [PAD]",
-    "தொடர் கொண்டு",
-    b"caf\xc3\xa9 \xff\xe2\x82 ok \xed\xa0\x80",
-)
+SIGNATURE_KEYS = tuple(signatures.INPUT_NAMES)
 
 
 def custom_ops(model_content: bytes):
@@ -94,33 +69,17 @@ def custom_ops(model_content: bytes):
 def _serving_functions(vocab, *, do_lower_case: bool, seq_length: int):
   """Concrete functions `serving_default` and `bert_pack_pair` for TFLite.
 
-  The same tokenizer (built with `tflite_compatible=True`) and packing as
-  the SavedModel's signatures of the same names (`export.Preprocessor`).
-  The TFLite signature keys are the Python function names.
+  `signatures.serving_functions` around a tokenizer built with
+  `tflite_compatible=True`: the signatures of the SavedModel, whose
+  tokenizer uses TF's Unicode ops instead (and shards the batch).
   """
   tokenizer = tokenizer_lib.ParityBertTokenizer(
       vocab.tokens, do_lower_case=do_lower_case,
       unk_id=vocab.special_ids["unk_id"], tflite_compatible=True)
-  ids = vocab.special_ids
-
-  def pack(*texts):
-    return packing.bert_pack_inputs(
-        [tokenizer.tokenize(t) for t in texts], seq_length,
-        start_of_sequence_id=ids["start_of_sequence_id"],
-        end_of_segment_id=ids["end_of_segment_id"],
-        padding_id=ids["padding_id"])
-
-  @tf.function(input_signature=[_spec("sentences")], autograph=False)
-  def serving_default(sentences):
-    return pack(sentences)
-
-  @tf.function(input_signature=[_spec("text_a"), _spec("text_b")],
-               autograph=False)
-  def bert_pack_pair(text_a, text_b):
-    return pack(text_a, text_b)
-
-  return [serving_default.get_concrete_function(),
-          bert_pack_pair.get_concrete_function()]
+  encode = signatures.packer(tokenizer.tokenize, vocab.special_ids,
+                             seq_length)
+  return [f.get_concrete_function()
+          for f in signatures.serving_functions(encode)]
 
 
 def check_tflite_ops(model_content: bytes) -> None:
@@ -211,7 +170,7 @@ def _as_bytes_array(texts):
 
 
 def verify_tflite_preprocessor(model_content: bytes, *, saved_model_dir: str,
-                               sentences=PROBE_SENTENCES,
+                               sentences=probes.PROBE_SENTENCES,
                                batch_size: int = 64) -> dict:
   """Runs the TFLite model and the SavedModel on sentences; compares outputs.
 
@@ -221,7 +180,7 @@ def verify_tflite_preprocessor(model_content: bytes, *, saved_model_dir: str,
   Args:
     model_content: bytes from `convert_preprocessor_to_tflite`.
     saved_model_dir: the saved preprocessor it was converted from.
-    sentences: sequence of str or bytes (default PROBE_SENTENCES).
+    sentences: sequence of str or bytes (default `probes.PROBE_SENTENCES`).
     batch_size: sentences per interpreter call, >= 1.
 
   Returns:
@@ -256,18 +215,15 @@ def verify_tflite_preprocessor(model_content: bytes, *, saved_model_dir: str,
     runner = interp.get_signature_runner(key)
     same = 0
     for i in range(0, len(data), batch_size):
-      if key == "serving_default":
-        inputs = dict(sentences=data[i:i + batch_size])
-      else:
-        inputs = dict(text_a=data[i:i + batch_size],
-                      text_b=rotated[i:i + batch_size])
+      columns = [data[i:i + batch_size], rotated[i:i + batch_size]]
+      inputs = dict(zip(signatures.INPUT_NAMES[key], columns))
       start = time.perf_counter()
       got = runner(**inputs)
       seconds += time.perf_counter() - start
       want = saved.signatures[key](
           **{k: tf.constant(v) for k, v in inputs.items()})
-      rows_equal = np.ones(len(inputs[next(iter(inputs))]), bool)
-      for out in OUTPUT_KEYS:
+      rows_equal = np.ones(len(columns[0]), bool)
+      for out in signatures.OUTPUT_KEYS:
         rows_equal &= np.all(got[out] == want[out].numpy(), axis=1)
       same += int(rows_equal.sum())
       for j in np.flatnonzero(~rows_equal):
@@ -279,7 +235,7 @@ def verify_tflite_preprocessor(model_content: bytes, *, saved_model_dir: str,
         f"{saved_model_dir!r} on {len(mismatches)} row(s), e.g. "
         f"{mismatches[:3]}")
   return {"sentences": len(texts),
-          "identical_single": identical["serving_default"],
-          "identical_pair": identical[export.PAIR_SIGNATURE_NAME],
+          "identical_single": identical[signatures.SINGLE_SIGNATURE_NAME],
+          "identical_pair": identical[signatures.PAIR_SIGNATURE_NAME],
           "signatures": list(SIGNATURE_KEYS),
           "seconds_tflite": round(seconds, 3)}

@@ -36,7 +36,6 @@ with a non-zero combining class (e.g. U+1D16D, U+1D165) follow each other out
 of order; those are copied in input order here.
 """
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -48,66 +47,6 @@ _UNK_TOKEN = "[UNK]"
 # Bytes per word for FastWordpieceTokenizer: 200 code points * 4 bytes fit;
 # longer words give [UNK] there, and `_unk_long_words` handles 201+ chars.
 _MAX_BYTES_PER_WORD = 4 * MAX_INPUT_CHARS_PER_WORD + 8
-
-
-def _utf8_len(cp):
-  """Bytes of the UTF-8 encoding of int32 code points (same shape, int64)."""
-  one = tf.ones_like(cp, dtype=tf.int64)
-  return (one + tf.cast(cp >= 0x80, tf.int64) + tf.cast(cp >= 0x800, tf.int64)
-          + tf.cast(cp >= 0x10000, tf.int64))
-
-
-# Kind of a normalized code point (the element tables below): removed
-# (dropped by `_clean_text`, or a padding slot of a short expansion),
-# whitespace (separates words, removed), part of a word, or a word of its
-# own (punctuation, CJK). Kept elements are those >= _KEEP.
-_NONE, _WS, _KEEP, _SINGLE = 0, 1, 2, 3
-
-
-def _smallest_int_dtype(values):
-  """numpy array cast to uint8 / int16 / int32, the smallest that holds it."""
-  top = int(values.max(initial=0))
-  dtype = np.uint8 if top < 256 else np.int16 if top < 32768 else np.int32
-  return values.astype(dtype)
-
-
-def _element_tables(tables):
-  """Per-class and per-element tables derived from `unicode_tables`.
-
-  Returns:
-    dict of numpy arrays:
-      class_of_cp: [0x110000] class id of every code point (one gather
-        instead of the two-level lookup);
-      elem_kind: int32 [num_classes * width], the kind (_NONE, _WS, _KEEP,
-        _SINGLE) of expansion element j of class c at c * width + j;
-      elem_exp: int32 [num_classes * width], its code point, or -1 where the
-        class is an identity (the element is the input code point);
-      class_nonign: bool [num_classes], neither case-ignorable nor dropped
-        (the characters the Final_Sigma rule looks at, on cleaned text);
-      class_cased: bool [num_classes], cased (Final_Sigma);
-      class_multi: bool [num_classes], normalizes to 2+ code points.
-  """
-  width = tables.width
-  blocks = tables.stage2.reshape(-1, ut.BLOCK_SIZE)
-  class_of_cp = blocks[tables.stage1].reshape(-1)
-  flags = tables.class_flags
-  elem_flags = tables.class_elem_flags.reshape(-1, width)
-  slot = np.arange(width)[None, :]
-  valid = slot < tables.class_len[:, None]  # 0 for dropped classes.
-  kind = np.where(
-      elem_flags & ut.FLAG_WS, _WS,
-      np.where(elem_flags & (ut.FLAG_PUNCT | ut.FLAG_CJK), _SINGLE, _KEEP))
-  kind = np.where(valid, kind, _NONE).astype(np.int32).reshape(-1)
-  identity = (flags & ut.FLAG_IDENTITY) != 0
-  exp = np.where(identity[:, None], -1,
-                 tables.class_exp.reshape(-1, width)).astype(np.int32)
-  return dict(
-      class_of_cp=class_of_cp,
-      elem_kind=kind,
-      elem_exp=exp.reshape(-1),
-      class_nonign=((flags & (ut.FLAG_CASE_IGNORABLE | ut.FLAG_DROP)) == 0),
-      class_cased=(flags & ut.FLAG_CASED) != 0,
-      class_multi=tables.class_len > 1)
 
 
 class ParityBertTokenizer(tf.Module):
@@ -139,9 +78,9 @@ class ParityBertTokenizer(tf.Module):
     tables = ut.build_char_tables(self._do_lower_case)
     self._width = tables.width
     self._final_sigma_class = tables.final_sigma_class
-    t = _element_tables(tables)
+    t = ut.element_tables(tables)
     if self._do_lower_case:
-      self._class_of_cp = tf.constant(_smallest_int_dtype(t["class_of_cp"]))
+      self._class_of_cp = tf.constant(t["class_of_cp"])
       self._elem_kind = tf.constant(t["elem_kind"])
       self._elem_exp = tf.constant(t["elem_exp"])
       self._class_nonign = tf.constant(t["class_nonign"])
@@ -153,8 +92,7 @@ class ParityBertTokenizer(tf.Module):
       if self._width != 1:
         raise RuntimeError(f"cased tables have width {self._width}, "
                            "expected 1; unicode_tables.py changed.")
-      self._kind_of_cp = tf.constant(_smallest_int_dtype(
-          t["elem_kind"][t["class_of_cp"]]))
+      self._kind_of_cp = tf.constant(t["kind_of_cp"])
     self._wordpiece = tf_text.FastWordpieceTokenizer(
         vocab=vocab_tokens,
         suffix_indicator="##",
@@ -264,7 +202,7 @@ class ParityBertTokenizer(tf.Module):
         w["word_str"])
     ids, long_piece = self._unk_long_words(pieces, too_long)
     # Map piece byte offsets in the normalized word to the original string.
-    nbytes = _utf8_len(ncp)
+    nbytes = utf8.utf8_length(ncp, tf.int64)
     gpos = tf.cumsum(nbytes, exclusive=True)  # strictly increasing.
     piece_word = ids.value_rowids()
     base = tf.gather(tf.gather(gpos, word_first), piece_word)
@@ -345,7 +283,7 @@ class ParityBertTokenizer(tf.Module):
       def rows_of(i):
         return tf.searchsorted(chars.row_splits[1:], i, side="right",
                                out_type=tf.int64)
-    limit = start + _utf8_len(cp)
+    limit = start + utf8.utf8_length(cp, tf.int64)
     if self._do_lower_case:
       cls = self._classify(cp)
       if self._tflite_compatible:
@@ -372,10 +310,10 @@ class ParityBertTokenizer(tf.Module):
     # counts whitespace and row starts, so two kept elements are in the same
     # run iff their keys are equal; a word continues from the previous kept
     # element iff both are in the same run and neither is punctuation/CJK.
-    key = tf.cumsum(tf.cast(tf.equal(kind, _WS) | first, tf.int32))
-    kept = tf.where(kind >= _KEEP)[:, 0]
+    key = tf.cumsum(tf.cast(tf.equal(kind, ut.KIND_WS) | first, tf.int32))
+    kept = tf.where(kind >= ut.KIND_KEEP)[:, 0]
     key = tf.gather(key, kept)
-    single = tf.equal(tf.gather(kind, kept), _SINGLE)
+    single = tf.equal(tf.gather(kind, kept), ut.KIND_SINGLE)
     if self._do_lower_case:
       if width is None:  # decided at run time, see above.
         src = tf.cond(multi, lambda: kept // self._width, lambda: kept)

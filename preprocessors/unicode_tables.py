@@ -18,6 +18,9 @@ Every code point gets a *class id*. A class stores:
     in `_run_split_on_punc` and the final `whitespace_tokenize`).
 
 Lookup is a two-level table: `class = stage2[stage1[cp >> 7] * 128 + (cp & 127)]`.
+`element_tables` flattens them into the arrays the tokenizer's graph gathers
+from: the class of every code point, and the kind and code point of every
+expansion element (`KIND_*`: removed, whitespace, word, word of its own).
 
 Rules and their source in original BERT tokenization.py:
   * FLAG_DROP: `_clean_text` removes cp 0, U+FFFD and `_is_control`
@@ -219,3 +222,65 @@ def build_char_tables(do_lower_case: bool) -> CharTables:
       class_elem_flags=frozen(class_elem),
       width=width,
       final_sigma_class=int(final_sigma_class))
+
+
+# Kind of a normalized code point (an element of `element_tables`): removed
+# (dropped by `_clean_text`, or a padding slot of a short expansion),
+# whitespace (separates words, removed), part of a word, or a word of its
+# own (punctuation, CJK). Kept elements are those >= KIND_KEEP.
+KIND_NONE, KIND_WS, KIND_KEEP, KIND_SINGLE = 0, 1, 2, 3
+
+
+def _smallest_int_dtype(values):
+  """numpy array cast to uint8 / int16 / int32, the smallest that holds it."""
+  top = int(values.max(initial=0))
+  dtype = np.uint8 if top < 256 else np.int16 if top < 32768 else np.int32
+  return values.astype(dtype)
+
+
+def element_tables(tables: CharTables) -> dict:
+  """The tables in the form the tokenizer's graph gathers from.
+
+  Args:
+    tables: from `build_char_tables`.
+
+  Returns:
+    dict of numpy arrays:
+      class_of_cp: [0x110000] class id of every code point (one gather
+        instead of the two-level lookup), in the smallest of uint8 / int16 /
+        int32 that holds it;
+      kind_of_cp: [0x110000] kind (KIND_*) of every code point's first
+        element, same narrowing (the whole lookup when `width` is 1, i.e.
+        in cased mode);
+      elem_kind: int32 [num_classes * width], the kind (KIND_NONE, KIND_WS,
+        KIND_KEEP, KIND_SINGLE) of expansion element j of class c at
+        c * width + j;
+      elem_exp: int32 [num_classes * width], its code point, or -1 where the
+        class is an identity (the element is the input code point);
+      class_nonign: bool [num_classes], neither case-ignorable nor dropped
+        (the characters the Final_Sigma rule looks at, on cleaned text);
+      class_cased: bool [num_classes], cased (Final_Sigma);
+      class_multi: bool [num_classes], normalizes to 2+ code points.
+  """
+  width = tables.width
+  blocks = tables.stage2.reshape(-1, BLOCK_SIZE)
+  class_of_cp = blocks[tables.stage1].reshape(-1)
+  flags = tables.class_flags
+  elem_flags = tables.class_elem_flags.reshape(-1, width)
+  slot = np.arange(width)[None, :]
+  valid = slot < tables.class_len[:, None]  # 0 for dropped classes.
+  kind = np.where(
+      elem_flags & FLAG_WS, KIND_WS,
+      np.where(elem_flags & (FLAG_PUNCT | FLAG_CJK), KIND_SINGLE, KIND_KEEP))
+  kind = np.where(valid, kind, KIND_NONE).astype(np.int32).reshape(-1)
+  identity = (flags & FLAG_IDENTITY) != 0
+  exp = np.where(identity[:, None], -1,
+                 tables.class_exp.reshape(-1, width)).astype(np.int32)
+  return dict(
+      class_of_cp=_smallest_int_dtype(class_of_cp),
+      kind_of_cp=_smallest_int_dtype(kind[class_of_cp * width]),
+      elem_kind=kind,
+      elem_exp=exp.reshape(-1),
+      class_nonign=((flags & (FLAG_CASE_IGNORABLE | FLAG_DROP)) == 0),
+      class_cased=(flags & FLAG_CASED) != 0,
+      class_multi=tables.class_len > 1)

@@ -109,18 +109,19 @@ def decode(sentences):
   return code_points, starts, rows, num_rows
 
 
-def utf8_length(code_points):
+def utf8_length(code_points, dtype=tf.int32):
   """Bytes of the UTF-8 encoding of each code point (RFC 3629).
 
   Args:
     code_points: int32 tensor of Unicode scalar values (0..0x10FFFF).
+    dtype: integer dtype of the result (int64 to add to byte offsets).
 
   Returns:
-    int32 tensor of the same shape, values in 1..4.
+    tensor of `dtype`, the shape of `code_points`, values in 1..4.
   """
-  return (1 + tf.cast(code_points >= 0x80, tf.int32) +
-          tf.cast(code_points >= 0x800, tf.int32) +
-          tf.cast(code_points >= 0x10000, tf.int32))
+  return (1 + tf.cast(code_points >= 0x80, dtype) +
+          tf.cast(code_points >= 0x800, dtype) +
+          tf.cast(code_points >= 0x10000, dtype))
 
 
 def encode_bytes(code_points):

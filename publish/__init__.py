@@ -26,7 +26,15 @@ OLD_INFIX = ".old-"
 
 
 class PublishError(OSError):
-  """The destination cannot be written or replaced; the message names path and cause."""
+  """The destination cannot be written or replaced; the message names path and cause.
+
+  Attributes:
+    reason: the operating system's words for the cause (e.g. "Permission denied").
+  """
+
+  def __init__(self, message: str, reason: str = ""):
+    super().__init__(message)
+    self.reason = reason
 
 
 def staging_dir(destination: str) -> str:
@@ -42,8 +50,9 @@ def staging_dir(destination: str) -> str:
     return tempfile.mkdtemp(dir=parent,
                             prefix=f".{os.path.basename(destination)}{TMP_INFIX}")
   except OSError as e:
-    raise PublishError(f"cannot write beside {destination} ({e.strerror or e}); choose a "
-                       "directory you can write to") from None
+    reason = e.strerror or str(e)
+    raise PublishError(f"cannot write beside {destination} ({reason}); choose a directory "
+                       "you can write to", reason) from None
 
 
 def publish_directory(work: str, destination: str, *, overwrite: bool = False,

@@ -41,9 +41,18 @@ and what switching it off does to the parity test (measured, RTOL is 1e-5):
     by the original's adder. Measured: no change on rows with at least one visible token
     (exp(-1e4) is 0 in float32); rows with no visible token differ by rel 0.3..0.6
     between -10000, HF's finfo.min and Model Garden's -1e9 (keras Softmax), which is why
-    the parity test keeps every row at least one token long. (The later revision of
-    modeling.py, with quantization-aware training, replaces masked scores by -6 instead;
-    neither HF nor Model Garden implements that, and it is not what is checked here.)
+    the parity test keeps every row at least one token long.
+(e) Original masking (`attention_mask="original"`). The revision of `attention_layer`
+    that added quantization-aware training (google-research commit 0c1bbe5fc971)
+    masks padded keys as `scores * mask + (1 - mask) * -6` before the softmax ("we
+    basically hard-code the to-be-masked-out part have -6"), in every mode, not only
+    under QAT; neither HF nor Model Garden implements it. With
+    `attention_mask="original"` the reference computes exactly that without touching
+    HF's forward: a forward hook on each block's `attention.self.key` Linear zeroes the
+    projected keys of padded positions (so their raw scores q.k/sqrt(d) are exactly 0,
+    which is `scores * mask`), and the extended mask adds `(1 - mask) * -6`. With
+    `attention_mask="model_garden"` correction (d) applies instead (zero weight on
+    padded keys, as Model Garden's encoder).
 
 Other departures checked in HF's code, and what is done:
 - `key_query_shared_bottleneck` together with `use_bottleneck_attention`: the original
@@ -111,6 +120,9 @@ _ORIGINAL_DEFAULTS = {
 ORIGINAL_LAYER_NORM_EPS = 1e-12
 # The original's attention-mask adder (modeling.py `attention_layer`).
 ORIGINAL_MASK_ADDER = -10000.0
+# Correction (e): the masked-key score of modeling.py's quantization-friendly masking.
+ORIGINAL_MASKED_SCORE = -6.0
+ATTENTION_MASKS = ("original", "model_garden")
 # original hidden_act -> HF ACT2FN key (correction (a)).
 _HF_ACTIVATION = {"gelu": "gelu_new", "relu": "relu", "relu6": "relu6", "tanh": "tanh",
                   "linear": "linear"}
@@ -216,6 +228,25 @@ def _original_mask_adder(attention_mask, input_shape, *args, **kwargs):
   return (1.0 - mask) * ORIGINAL_MASK_ADDER
 
 
+class _OriginalMasking:
+  """Correction (e) on one HF model: padded keys scored exactly -6 before the softmax."""
+
+  def __init__(self, model):
+    self._mask = None
+    model.mobilebert.get_extended_attention_mask = self._extended_mask
+    for layer in model.mobilebert.encoder.layer:
+      layer.attention.self.key.register_forward_hook(self._zero_padded_keys)
+
+  def _extended_mask(self, attention_mask, input_shape, *args, **kwargs):
+    del input_shape, args, kwargs
+    self._mask = attention_mask.to(torch.float32)
+    return (1.0 - self._mask[:, None, None, :]) * ORIGINAL_MASKED_SCORE
+
+  def _zero_padded_keys(self, module, inputs, output):
+    del module, inputs
+    return output * self._mask[:, :, None]
+
+
 class _LoaderLog(logging.Handler):
   """Collects the messages of HF's TF loader (it reports skipped names at INFO)."""
 
@@ -227,12 +258,14 @@ class _LoaderLog(logging.Handler):
     self.messages.append(record.getMessage())
 
 
-def load_hf_reference_model(checkpoint_prefix: str, bert_config: dict):
+def load_hf_reference_model(checkpoint_prefix: str, bert_config: dict, *,
+                            attention_mask: str = "model_garden"):
   """Builds the corrected HF model and fills it from the TF1 checkpoint.
 
   Args:
     checkpoint_prefix: name-based TF1 checkpoint prefix in the original layout.
     bert_config: the `bert_config.json` dict of that checkpoint.
+    attention_mask: "original" (correction (e)) or "model_garden" (correction (d)).
 
   Returns:
     (model, info): the `MobileBertForPreTraining` in eval mode (`model.cls` is None when
@@ -266,7 +299,12 @@ def load_hf_reference_model(checkpoint_prefix: str, bert_config: dict):
     model.cls = None
   layer_norms_changed = _set_layer_norm_eps(model)
   query_key_widened = _widen_query_key(model, cfg)
-  model.mobilebert.get_extended_attention_mask = _original_mask_adder  # (d), this instance
+  if attention_mask == "original":
+    _OriginalMasking(model)  # (e), this instance
+  elif attention_mask == "model_garden":
+    model.mobilebert.get_extended_attention_mask = _original_mask_adder  # (d), this instance
+  else:
+    raise ValueError(f"attention_mask={attention_mask!r}; choose one of {ATTENTION_MASKS}")
   model.float()
 
   deliberately_set = []
@@ -324,7 +362,8 @@ def load_hf_reference_model(checkpoint_prefix: str, bert_config: dict):
 
 
 def hf_reference_outputs(checkpoint_prefix: str, bert_config: dict, input_word_ids,
-                         input_mask, input_type_ids, masked_lm_positions=None) -> dict:
+                         input_mask, input_type_ids, masked_lm_positions=None, *,
+                         attention_mask: str = "model_garden") -> dict:
   """Runs the corrected HF reference on one batch.
 
   Args:
@@ -335,6 +374,7 @@ def hf_reference_outputs(checkpoint_prefix: str, bert_config: dict, input_word_i
     input_type_ids: int32 [batch_size, seq_length] segment ids.
     masked_lm_positions: optional int32 [batch_size, num_predictions] indices into
       seq_length.
+    attention_mask: the masking of padded keys, "original" or "model_garden".
 
   Returns:
     numpy float32 arrays: `sequence_output` [B, S, H], `pooled_output` [B, H],
@@ -345,7 +385,8 @@ def hf_reference_outputs(checkpoint_prefix: str, bert_config: dict, input_word_i
   Raises:
     AssertionError: see `load_hf_reference_model`.
   """
-  model, _ = load_hf_reference_model(checkpoint_prefix, bert_config)
+  model, _ = load_hf_reference_model(checkpoint_prefix, bert_config,
+                                     attention_mask=attention_mask)
   ids = torch.from_numpy(np.asarray(input_word_ids, np.int64))
   mask = torch.from_numpy(np.asarray(input_mask, np.int64))
   types = torch.from_numpy(np.asarray(input_type_ids, np.int64))

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -37,6 +39,7 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path, capsys, args, pattern):
   assert not os.path.exists(tmp_path / "o")
 
 
+@pytest.mark.slow
 def test_demo_full_original_config(tmp_path, capsys):
   """The README's first command: the full 24-block English demo, untrained."""
   code = export_main.run_main(["export_main.py", "--demo", f"--export_dir={tmp_path / 'demo'}"])
@@ -52,6 +55,7 @@ def test_demo_full_original_config(tmp_path, capsys):
   assert "UNTRAINED DEMO WEIGHTS" in (tmp_path / "demo" / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_demo_multi_cased(tmp_path, capsys):
   """--demo=multi_cased: the multilingual cased vocab (119,547) at full size."""
   code = export_main.run_main(["export_main.py", "--demo=multi_cased",
@@ -65,3 +69,23 @@ def test_demo_multi_cased(tmp_path, capsys):
   assert manifest["verification"]["preprocessor"]["identical"] == \
       manifest["verification"]["preprocessor"]["sentences"]
   assert manifest["verification"]["encoder"]["outputs"]["mlm_logits"]["top5_agreement"] == 1.0
+
+
+_MOBILE_RUNTIMES = ("ai_edge_litert", "onnx", "onnxruntime", "tf2onnx", "hub_export.squad")
+
+
+def test_encoder_export_imports_no_tflite_or_onnx_code(tmp_path):
+  """Without --task=squad the CLI's process never imports LiteRT, ONNX or the squad package."""
+  src = str(tmp_path / "src")
+  testutil.write_checkpoint(src, testutil.tiny_config())
+  script = (
+      "import sys, export_main\n"
+      f"code = export_main.run_main(['export_main.py', '--checkpoint_dir={src}', "
+      f"'--export_dir={tmp_path / 'out'}'])\n"
+      f"loaded = sorted(m for m in sys.modules if m.startswith({_MOBILE_RUNTIMES!r}))\n"
+      "print('LOADED', loaded)\n"
+      "sys.exit(code)\n")
+  result = subprocess.run([sys.executable, "-c", script], cwd=testutil.REPO,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "LOADED []" in result.stdout, result.stdout[-2000:]

@@ -1,6 +1,7 @@
 """Helpers shared by the tests: data paths, tiny configs, original-layout checkpoints."""
 
 import copy
+import glob
 import json
 import os
 
@@ -9,8 +10,20 @@ import numpy as np
 from checkpoints import tf1_writer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# ../shared/data beside the repo (CI clones main with shared/ next to it).
-SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+def _shared_data() -> str:
+  """../shared/data beside the repo (CI clones main with shared/ next to it), or, under
+  `bazel test`, the `@shared_data` repository (MODULE.bazel) in the runfiles."""
+  runfiles = os.environ.get("RUNFILES_DIR") or os.environ.get("TEST_SRCDIR")
+  if runfiles:
+    found = sorted(glob.glob(os.path.join(runfiles, "*shared_data*", "data")))
+    if found:
+      return found[0]
+  return os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+SHARED_DATA = _shared_data()
 UNCASED_VOCAB = os.path.join(SHARED_DATA, "vocab", "bert_uncased_en", "vocab.txt")
 MULTI_CASED_VOCAB = os.path.join(SHARED_DATA, "vocab", "bert_multi_cased", "vocab.txt")
 ORIGINAL_CONFIG = os.path.join(SHARED_DATA, "configs", "google_research_mobilebert",

@@ -10,7 +10,7 @@ present in `--squad_dir`. Every variant gets the same windows (the SavedModel's 
 settings: seq_length, doc_stride, max_query_length, its vocab and do_lower_case) and
 the same answer decoding (`features.best_answers`: n-best 20, max answer 30).
 
-Reported per variant (`squad_eval`): official SQuAD v1.1 EM/F1 (percent) over the first
+Reported per variant (`metrics.py`): official SQuAD v1.1 EM/F1 (percent) over the first
 `--mlperf_questions` questions (MLPerf Mobile's 100-question subset: the first 100
 questions of the file, the same ones the int8 models are calibrated on by default, so
 that figure is not a held-out score) and over all questions read; fidelity against the
@@ -29,11 +29,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  # pylint: disable=unused-import  (ops of the SavedModel)
 
+from hub_export.squad import constants
 from hub_export.squad import features as features_lib
+from hub_export.squad import metrics
 from hub_export.squad import model as qa_model
 from hub_export.squad import onnx_export
-from hub_export.squad import squad_eval
-from hub_export.squad import tflite_export
+from hub_export.squad import tflite_analysis
 
 REFERENCE = "saved_model"
 
@@ -43,12 +44,9 @@ def _saved_model_runner(path: str):
   sig = loaded.signatures["mlperf"]
 
   def run(batches):
-    got = {k: [] for k in qa_model.OUTPUT_NAMES}
-    for b in batches:
-      out = sig(**{k: tf.constant(np.asarray(b[k], np.int32)) for k in qa_model.INPUT_NAMES})
-      for k in got:
-        got[k].append(out[k].numpy().reshape(-1))
-    return {k: np.stack(v) for k, v in got.items()}
+    return qa_model.stack_outputs(
+        lambda b: sig(**{k: tf.constant(np.asarray(b[k], np.int32))
+                         for k in constants.INPUT_NAMES}), batches)
   settings = {"vocab_file": loaded.vocab_file.asset_path.numpy().decode("utf-8"),
               "do_lower_case": bool(loaded.do_lower_case.numpy()),
               "seq_length": int(loaded.seq_length.numpy()),
@@ -69,8 +67,8 @@ def variants(squad_dir: str) -> Dict[str, Callable]:
     if name.endswith(".tflite"):
       with open(path, "rb") as f:
         content = f.read()
-      out[name] = (lambda c: lambda batches: tflite_export.run(
-          tflite_export.interpreter(c), batches))(content)
+      out[name] = (lambda c: lambda batches: tflite_analysis.run(
+          tflite_analysis.interpreter(c), batches))(content)
     elif name.endswith(".onnx"):
       out[name] = (lambda p: lambda batches: onnx_export.run(
           onnx_export.session(p), batches))(path)
@@ -91,7 +89,7 @@ def evaluate_dir(squad_dir: str, squad_file: str, *, max_questions: Optional[int
   Returns:
     dict `settings`, `questions`, `windows`, `subset_questions`, and `variants`: name ->
     {`bytes`, `seconds`, `all` {exact_match, f1, ...}, `subset` {...}, `fidelity`
-    (`squad_eval.fidelity` against the SavedModel), `predictions` qid -> text}.
+    (`metrics.fidelity` against the SavedModel), `predictions` qid -> text}.
 
   Raises:
     ValueError: no squad/saved_model in `squad_dir`, bad sizes or SQuAD file.
@@ -117,8 +115,8 @@ def evaluate_dir(squad_dir: str, squad_file: str, *, max_questions: Optional[int
   batches = list(features_lib.iter_batches(feats))
   qids = [e.qid for e in examples]
   sub_qids = qids[:mlperf_questions]
-  data_all = squad_eval.subset(dataset, qids)
-  data_sub = squad_eval.subset(dataset, sub_qids)
+  data_all = metrics.subset(dataset, qids)
+  data_sub = metrics.subset(dataset, sub_qids)
   log(f"{len(examples)} questions, {len(batches)} windows of {settings['seq_length']}")
 
   def score(name, runner, nbytes):
@@ -129,8 +127,8 @@ def evaluate_dir(squad_dir: str, squad_file: str, *, max_questions: Optional[int
         examples, feats, logits["start_logits"], logits["end_logits"],
         n_best_size=settings["n_best_size"], max_answer_length=settings["max_answer_length"])
     entry = {"bytes": nbytes, "seconds": round(seconds, 2),
-             "all": squad_eval.evaluate(data_all, preds),
-             "subset": squad_eval.evaluate(data_sub, {q: preds[q] for q in sub_qids}),
+             "all": metrics.evaluate(data_all, preds),
+             "subset": metrics.evaluate(data_sub, {q: preds[q] for q in sub_qids}),
              "predictions": preds}
     log(f"  {name}: F1 {entry['all']['f1']:.2f} EM {entry['all']['exact_match']:.2f} "
         f"({seconds:.1f} s)")
@@ -143,9 +141,9 @@ def evaluate_dir(squad_dir: str, squad_file: str, *, max_questions: Optional[int
   for name, runner in variants(squad_dir).items():
     entry, got = score(name, runner, os.path.getsize(os.path.join(squad_dir, name)))
     results[name] = entry
-    entry["fidelity"] = squad_eval.fidelity(got, ref, entry["predictions"],
+    entry["fidelity"] = metrics.fidelity(got, ref, entry["predictions"],
                                             results[REFERENCE]["predictions"])
-  results[REFERENCE]["fidelity"] = squad_eval.fidelity(
+  results[REFERENCE]["fidelity"] = metrics.fidelity(
       ref, ref, results[REFERENCE]["predictions"], results[REFERENCE]["predictions"])
   return {"squad_dir": os.path.abspath(squad_dir), "squad_file": os.path.abspath(squad_file),
           "settings": {k: v for k, v in settings.items() if k != "vocab_file"},

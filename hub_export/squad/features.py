@@ -9,8 +9,8 @@ departures that make it exact on any text:
   instead of `get_final_text`'s re-alignment of whitespace words;
 * the query is truncated to `max_query_length` word pieces exactly as there.
 
-Defaults are MLPerf Mobile's / run_squad.py's: max_seq_length 384, doc_stride 128,
-max_query_length 64, n_best_size 20, max_answer_length 30.
+Defaults are MLPerf Mobile's / run_squad.py's (`constants.py`): max_seq_length 384,
+doc_stride 128, max_query_length 64, n_best_size 20, max_answer_length 30.
 """
 
 import dataclasses
@@ -20,14 +20,9 @@ from typing import Iterator, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from hub_export.squad import constants
 from preprocessors import tokenizer as tokenizer_lib
 from preprocessors import vocab as vocab_lib
-
-MAX_SEQ_LENGTH = 384
-DOC_STRIDE = 128
-MAX_QUERY_LENGTH = 64
-N_BEST_SIZE = 20
-MAX_ANSWER_LENGTH = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,8 +97,9 @@ class Featurizer:
   """
 
   def __init__(self, vocab_file: str, *, do_lower_case: bool,
-               max_seq_length: int = MAX_SEQ_LENGTH, doc_stride: int = DOC_STRIDE,
-               max_query_length: int = MAX_QUERY_LENGTH):
+               max_seq_length: int = constants.MAX_SEQ_LENGTH,
+               doc_stride: int = constants.DOC_STRIDE,
+               max_query_length: int = constants.MAX_QUERY_LENGTH):
     if max_seq_length < max_query_length + 4:
       raise ValueError(f"max_seq_length={max_seq_length} leaves no room for context after "
                        f"a {max_query_length}-piece query and 3 special tokens; raise it")
@@ -185,8 +181,8 @@ def iter_batches(features: List[Feature]) -> Iterator[dict]:
 
 
 def best_answers(examples: List[Example], features: List[Feature], start_logits,
-                 end_logits, *, n_best_size: int = N_BEST_SIZE,
-                 max_answer_length: int = MAX_ANSWER_LENGTH) -> dict:
+                 end_logits, *, n_best_size: int = constants.N_BEST_SIZE,
+                 max_answer_length: int = constants.MAX_ANSWER_LENGTH) -> dict:
   """run_squad.py `write_predictions` (SQuAD 1.1, no null answer): qid -> answer text.
 
   Args:

@@ -6,22 +6,26 @@
 * `mobilebert_int8_qdq.onnx`: onnxruntime's static post-training quantization of the
   float ONNX model (`onnxruntime.quantization.quantize_static`, QuantFormat.QDQ,
   per-channel int8 weights, int8 activations, MinMax calibration on the same windows as
-  the int8 TFLite model); the additive attention mask of the float graph is Keras'
-  -1e9, which would ruin activation ranges, so the graph quantized is `QaForward`'s
-  (finite mask `model.QUANT_MASK_VALUE`, NoNorm outputs equalized as for the int8
-  TFLite model, `model.calibrate_equalization`) converted the same way.
+  the int8 TFLite model). The graph quantized is `forward.QaForward`'s in its quantized
+  form, converted the same way: the bundle's masking of padded keys with a finite mask
+  value (`forward.additive_mask_value`; in the "model_garden" mode the float graph's
+  Keras -1e9 would ruin the activation ranges) and NoNorm outputs equalized as for the
+  int8 TFLite model (`equalization.calibrate_equalization`).
 
-Measured with tf2onnx 1.17.0, onnx 1.23.2, onnxruntime 1.32.0 on TensorFlow 2.20.0 and
-numpy 2.4: conversion works unpatched.
+`export_verified` writes both and checks them against the float model (`checks`).
+Works unpatched with tf2onnx 1.17.0, onnx 1.23.2 and onnxruntime 1.32.0 on TensorFlow
+2.20.0 and numpy 2.4.
 """
 
 import os
 import tempfile
-from typing import List
+from typing import Callable, List, Optional
 
 import numpy as np
-import tensorflow as tf
 
+from hub_export.squad import checks
+from hub_export.squad import constants
+from hub_export.squad import forward
 from hub_export.squad import model as qa_model
 
 FLOAT_FILE = "mobilebert_float.onnx"
@@ -34,21 +38,19 @@ def convert_function(fn, seq_length: int, path: str) -> int:
 
   Returns:
     Bytes written to `path`.
+
+  Raises:
+    ValueError: the converted graph's outputs are not `constants.OUTPUT_NAMES`.
   """
   import tf2onnx  # pylint: disable=g-import-not-at-top
   import onnx  # pylint: disable=g-import-not-at-top
-  specs = [tf.TensorSpec([1, seq_length], tf.int32, name=n) for n in qa_model.INPUT_NAMES]
-
-  @tf.function(input_signature=specs, autograph=False)
-  def serve(input_ids, input_mask, segment_ids):
-    out = fn(input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids)
-    return {k: tf.identity(out[k], name=k) for k in qa_model.OUTPUT_NAMES}
-
-  proto, _ = tf2onnx.convert.from_function(serve, input_signature=specs, opset=OPSET)
+  serve = forward.mlperf_signature(fn, seq_length)
+  proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature,
+                                           opset=OPSET)
   names = [o.name for o in proto.graph.output]
-  if names != list(qa_model.OUTPUT_NAMES):
+  if names != list(constants.OUTPUT_NAMES):
     raise ValueError(f"tf2onnx produced outputs {names}, expected "
-                     f"{list(qa_model.OUTPUT_NAMES)}")
+                     f"{list(constants.OUTPUT_NAMES)}")
   onnx.save(proto, path)
   return os.path.getsize(path)
 
@@ -72,7 +74,7 @@ def quantize_qdq(float_path: str, calibration: List[dict], out_path: str) -> int
       batch = next(self._it, None)
       if batch is None:
         return None
-      return {k: np.asarray(batch[k], np.int32) for k in qa_model.INPUT_NAMES}
+      return {k: np.asarray(batch[k], np.int32) for k in constants.INPUT_NAMES}
 
   with tempfile.TemporaryDirectory() as tmp:
     prepped = os.path.join(tmp, "prepped.onnx")
@@ -101,13 +103,10 @@ def session(path: str, num_threads: int = 1):
 def run(sess, batches) -> dict:
   """Runs an onnxruntime session on MLPerf input dicts; float32 [N, S] per output."""
   names = [o.name for o in sess.get_outputs()]
-  got = {k: [] for k in qa_model.OUTPUT_NAMES}
-  for batch in batches:
-    out = dict(zip(names, sess.run(None, {k: np.asarray(batch[k], np.int32)
-                                          for k in qa_model.INPUT_NAMES})))
-    for k in qa_model.OUTPUT_NAMES:
-      got[k].append(np.asarray(out[k], np.float32).reshape(-1))
-  return {k: np.stack(v) for k, v in got.items()}
+  return qa_model.stack_outputs(
+      lambda b: dict(zip(names, sess.run(None, {k: np.asarray(b[k], np.int32)
+                                                for k in constants.INPUT_NAMES}))),
+      batches)
 
 
 def qdq_summary(path: str) -> dict:
@@ -125,3 +124,44 @@ def qdq_summary(path: str) -> dict:
   return {"QuantizeLinear": ops.count("QuantizeLinear"),
           "DequantizeLinear": ops.count("DequantizeLinear"),
           "per_channel_weights": per_channel, "MatMul": ops.count("MatMul")}
+
+
+def export_verified(squad_dir: str, *, mlperf_fn: Callable, weights: forward.QaWeights,
+                    equalization: Optional[dict], seq_length: int,
+                    calibration: List[dict], windows: List[dict], reference: dict) -> dict:
+  """Writes `FLOAT_FILE` and `INT8_FILE` into `squad_dir` and checks both.
+
+  Args:
+    squad_dir: an existing directory (squad/'s staging directory).
+    mlperf_fn: the reloaded squad/saved_model `mlperf` signature (source of the float
+      model).
+    weights, equalization: the network (with its masking mode) and its NoNorm
+      equalization (None for layer_norm configs), for the int8 model's graph.
+    seq_length: S.
+    calibration: int8 calibration windows; windows, reference: verification windows
+      and `model.reference_outputs` on them.
+
+  Returns:
+    file name -> manifest entry: `figures`, `bytes`, and for the int8 file `qdq`
+    (`qdq_summary`).
+
+  Raises:
+    checks.SquadExportError: a file failed its check against the float model.
+  """
+  f_path = os.path.join(squad_dir, FLOAT_FILE)
+  convert_function(mlperf_fn, seq_length, f_path)
+  entries = {FLOAT_FILE: {"figures": checks.check_float(
+      FLOAT_FILE, run(session(f_path), windows), reference)}}
+  fwd = forward.QaForward(weights, seq_length=seq_length, options=forward.ForwardOptions(
+      quantized=True), equalization=equalization)
+  q_path = os.path.join(squad_dir, INT8_FILE)
+  with tempfile.TemporaryDirectory() as tmp:
+    src = os.path.join(tmp, "quantizable.onnx")
+    convert_function(fwd, seq_length, src)
+    quantize_qdq(src, calibration, q_path)
+  entries[INT8_FILE] = {
+      "figures": checks.check_int8(INT8_FILE, run(session(q_path), windows), reference),
+      "qdq": qdq_summary(q_path)}
+  for name in (FLOAT_FILE, INT8_FILE):
+    entries[name]["bytes"] = os.path.getsize(os.path.join(squad_dir, name))
+  return entries

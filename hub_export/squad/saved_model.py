@@ -4,48 +4,50 @@ Loading: `import tensorflow_text` (registers FastWordpiece), `obj = tf.saved_mod
 
 Serving signatures (named outputs):
 * `mlperf` (also `serving_default`): `input_ids`, `input_mask`, `segment_ids` int32
-  [1, 384] -> `end_logits`, `start_logits` float32 [1, 384] (Model Garden encoder + the
-  `run_squad.py` head, `model.reference_logits`).
+  [1, S] -> `end_logits`, `start_logits` float32 [1, S] (Model Garden encoder + the
+  `run_squad.py` head, `model.reference_logits`; S = 384 for MLPerf).
 * `answer`: `question`, `context` scalar strings -> `answer` (string, the original-context
   substring), `start_byte`, `limit_byte` (int64 byte offsets into `context`, -1 if no
   span), `score` (float32, start + end logit). Windows, n-best and max-context follow
-  `features.py` exactly: 384 positions, doc stride 128, query length 64, n-best 20,
-  max answer length 30; tokens and byte offsets from the bundle's FullTokenizer-exact
-  tokenizer. All windows of a question run as one batch.
+  `features.py` exactly (defaults `constants.py`: 384 positions, doc stride 128, query
+  length 64, n-best 20, max answer length 30); tokens and byte offsets from the
+  bundle's FullTokenizer-exact tokenizer. All windows of a question run as one batch.
 Attributes: `vocab_file` (asset), `do_lower_case` (bool variable), `seq_length`,
 `doc_stride`, `max_query_length`, `n_best_size`, `max_answer_length` (int32 variables).
+
+`export_verified` saves it, reloads it from disk and checks both signatures.
 """
 
+import os
+from typing import List, Tuple
+
 import tensorflow as tf
+import tensorflow_text  # noqa: F401  # pylint: disable=unused-import  (FastWordpiece)
 
 from checkpoints import model as model_lib
+from hub_export import encoder as encoder_lib
+from hub_export.squad import checks
+from hub_export.squad import constants
 from hub_export.squad import features as features_lib
 from hub_export.squad import model as qa_model
 from preprocessors import tokenizer as tokenizer_lib
 from preprocessors import vocab as vocab_lib
 
 
-class _Holder:
-  """Keeps the Keras objects out of the SavedModel's object graph (not trackable)."""
-
-  def __init__(self, model):
-    self.model = model
-
-
 class SquadModule(tf.Module):
   """The exported object; see the module docstring."""
 
   def __init__(self, model: model_lib.MobileBertModel, *, vocab_file: str,
-               do_lower_case: bool, seq_length: int = features_lib.MAX_SEQ_LENGTH,
-               doc_stride: int = features_lib.DOC_STRIDE,
-               max_query_length: int = features_lib.MAX_QUERY_LENGTH,
-               n_best_size: int = features_lib.N_BEST_SIZE,
-               max_answer_length: int = features_lib.MAX_ANSWER_LENGTH):
+               do_lower_case: bool, seq_length: int = constants.MAX_SEQ_LENGTH,
+               doc_stride: int = constants.DOC_STRIDE,
+               max_query_length: int = constants.MAX_QUERY_LENGTH,
+               n_best_size: int = constants.N_BEST_SIZE,
+               max_answer_length: int = constants.MAX_ANSWER_LENGTH):
     super().__init__(name="squad")
     if model.squad is None:
       raise ValueError("the model has no SQuAD head; call model.ensure_squad_head first")
     vocab = vocab_lib.load_vocab(vocab_file)
-    self._holder = _Holder(model)
+    self._holder = encoder_lib.ModelHolder(model)
     self.model_variables = list(model.encoder.variables) + list(model.squad.variables)
     self.vocab_file = tf.saved_model.Asset(vocab.path)
     self.do_lower_case = tf.Variable(bool(do_lower_case), trainable=False,
@@ -61,7 +63,7 @@ class SquadModule(tf.Module):
     self._sep = vocab.special_ids["end_of_segment_id"]
     self._tokenizer = tokenizer_lib.ParityBertTokenizer(
         vocab.tokens, do_lower_case=do_lower_case, unk_id=vocab.special_ids["unk_id"])
-    specs = [tf.TensorSpec([1, seq_length], tf.int32, name=n) for n in qa_model.INPUT_NAMES]
+    specs = [tf.TensorSpec([1, seq_length], tf.int32, name=n) for n in constants.INPUT_NAMES]
     self.mlperf = tf.function(self._mlperf, input_signature=specs, autograph=False)
     self.answer = tf.function(self._answer, autograph=False, input_signature=[
         tf.TensorSpec([], tf.string, name="question"),
@@ -72,7 +74,7 @@ class SquadModule(tf.Module):
 
   def _mlperf(self, input_ids, input_mask, segment_ids):
     out = self._logits(input_ids, input_mask, segment_ids)
-    return {k: out[k] for k in qa_model.OUTPUT_NAMES}
+    return {k: out[k] for k in constants.OUTPUT_NAMES}
 
   def _pieces(self, text):
     ids, starts, limits = self._tokenizer.tokenize_with_offsets(tf.reshape(text, [1]))
@@ -157,10 +159,51 @@ def save(module: SquadModule, path: str) -> None:
   Raises:
     FileExistsError: `path` exists.
   """
-  import os  # pylint: disable=g-import-not-at-top
   if os.path.exists(path):
     raise FileExistsError(f"{path} already exists; pass a new directory")
   mlperf = module.mlperf.get_concrete_function()
   tf.saved_model.save(module, path, signatures={
       "serving_default": mlperf, "mlperf": mlperf,
       "answer": module.answer.get_concrete_function()})
+
+
+def export_verified(path: str, model: model_lib.MobileBertModel, *, vocab_file: str,
+                    do_lower_case: bool, seq_length: int, doc_stride: int,
+                    max_query_length: int, windows: List[dict], reference: dict,
+                    probe: features_lib.Example) -> Tuple[object, dict]:
+  """Saves squad/saved_model at `path`, reloads it and checks both signatures.
+
+  Args:
+    path: the directory to write (must not exist).
+    model: the converted model with its SQuAD head.
+    vocab_file, do_lower_case: the bundle's tokenizer.
+    seq_length, doc_stride, max_query_length: the windows (see `SquadModule`).
+    windows, reference: verification windows and `model.reference_outputs` on them.
+    probe: a question whose `answer` must be a substring of its context.
+
+  Returns:
+    (the reloaded SavedModel object, its manifest entry: per-output figures and
+    `answer_probe` {qid, answer}). Keep the object while using its signatures (they
+    read its variables).
+
+  Raises:
+    checks.SquadExportError: `mlperf` is off the float model, or `answer` returned a
+      string that is not in the context.
+  """
+  module = SquadModule(model, vocab_file=vocab_file, do_lower_case=do_lower_case,
+                       seq_length=seq_length, doc_stride=doc_stride,
+                       max_query_length=max_query_length)
+  save(module, path)
+  loaded = tf.saved_model.load(path)
+  mlperf = loaded.signatures["mlperf"]
+  got = qa_model.stack_outputs(
+      lambda b: mlperf(**{k: tf.constant(b[k]) for k in constants.INPUT_NAMES}), windows)
+  entry = checks.check_float("saved_model", got, reference)
+  ans = loaded.signatures["answer"](question=tf.constant(probe.question),
+                                    context=tf.constant(probe.context))
+  text = ans["answer"].numpy().decode("utf-8")
+  if text not in probe.context:
+    raise checks.SquadExportError(f"squad/saved_model answer signature returned {text!r}, "
+                                  "not a substring of the context")
+  entry["answer_probe"] = {"qid": probe.qid, "answer": text}
+  return loaded, entry

@@ -1,103 +1,57 @@
-"""TensorFlow Lite variants of the SQuAD model, as MLPerf Mobile ships them, and their checks.
+"""TensorFlow Lite variants of the SQuAD model, as MLPerf Mobile ships them.
 
-Variants (all with MLPerf I/O, `model.INPUT_NAMES` -> `model.OUTPUT_NAMES`, [1, 384]):
-* `float`: the squad/saved_model `mlperf` signature (Model Garden's encoder) converted
-  as it is.
-* `gpu`: float, converted from `model.QaForward`, whose graph avoids what the TFLite GPU
-  delegate cannot run (`model.GPU_REWRITES`); it has zero findings in `gpu_findings`.
-* `int8`: full-integer post-training quantization (int8 activations, per-channel int8
-  weights for FULLY_CONNECTED, int32 token inputs kept, float32 logits out), calibrated
-  on representative windows, converted from `QaForward` with the finite attention mask
-  `model.QUANT_MASK_VALUE` and every NoNorm output shifted and scaled per channel, the
-  inverse folded into the weights (`model.calibrate_equalization`; an exact identity in
-  float that keeps NoNorm's per-channel offsets from taking the int8 ranges).
-* `int8_nnapi`: the same network, converted so that every op is on `NNAPI_INT8_OPS`.
+Variants (all with MLPerf I/O, `constants.INPUT_NAMES` -> `constants.OUTPUT_NAMES`,
+[1, S]; S = 384 for MLPerf):
+* `FLOAT_FILE`: the squad/saved_model `mlperf` signature (Model Garden's encoder)
+  converted as it is.
+* `GPU_FILE`: float, converted from `forward.QaForward`, whose graph avoids what the
+  TFLite GPU delegate cannot run (`forward.GPU_REWRITES`); it has zero
+  `tflite_analysis.gpu_findings`.
+* `INT8_FILE`: full-integer post-training quantization (int8 activations, per-channel
+  int8 weights for FULLY_CONNECTED, int32 token inputs kept, float32 logits out),
+  calibrated on representative windows, converted from `QaForward` with the bundle's
+  masking of padded keys in its quantized form (`forward.additive_mask_value`: -6 in the
+  "original" mode, `constants.QUANT_MASK_VALUE` in the "model_garden" mode) and every
+  NoNorm output shifted and scaled per channel, the inverse folded into the weights
+  (`equalization.calibrate_equalization`; an exact identity in float that keeps
+  NoNorm's per-channel offsets from taking the int8 ranges).
+* `NNAPI_FILE`: the same network, converted so that every op is on
+  `tflite_analysis.NNAPI_INT8_OPS`.
 
-GPU check. `tf.lite.experimental.Analyzer.analyze(..., gpu_compatibility=True)` is run and
-its verdict recorded, but in the pip builds of TensorFlow 2.20.0 and ai-edge-litert 2.3.0
-its checker is compiled out: it reports "looks compatible" for every model (even TOPK_V2;
-`tests/hub_export/squad/test_tflite.py` shows it), and the rule strings of
-`tensorflow/lite/tools/versioning/gpu_compatibility.cc` are absent from their binaries.
-`gpu_findings` therefore applies those rules itself (a port of
-`CheckGpuDelegateCompatibility` for the ops that MobileBERT graphs contain; any other op
-is "Not supported op", as the C++ default branch says).
+`export_verified` writes the four files with TFLite metadata for the Task Library's
+BertQuestionAnswerer (`tflite_metadata.add_metadata`, vocab.txt packed) and checks each
+one as read back from disk: MLPerf tensor order, outputs against the float model
+(`checks`), the metadata, and the GPU / NNAPI findings of the GPU / NNAPI variants.
 """
 
-import contextlib
-import io
-from typing import Callable, Iterable, List, Optional
+import os
+from typing import Callable, List, Optional
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.lite.python import schema_py_generated as schema
 
-from hub_export.squad import model as qa_model
+from hub_export.squad import checks
+from hub_export.squad import constants
+from hub_export.squad import equalization as equalization_lib
+from hub_export.squad import forward
+from hub_export.squad import tflite_analysis
+from hub_export.squad import tflite_metadata
 
 FLOAT_FILE = "mobilebert_float_384.tflite"
 GPU_FILE = "mobilebert_float_384_gpu.tflite"
 INT8_FILE = "mobilebert_int8_384.tflite"
 NNAPI_FILE = "mobilebert_int8_384_nnapi.tflite"
-
-# NNAPI int8 allow-list: TFLite builtin op -> NNAPI operation, for
-# ANEURALNETWORKS_TENSOR_QUANT8_ASYMM_SIGNED operands (NNAPI feature level 4 = Android
-# 11, API 30, which added signed int8). Source: the NNAPI operation reference
-# (developer.android.com/ndk/reference/group/neural-networks, "Supported tensor
-# OperandCode" of each operation) and TFLite's NNAPI delegate
-# (`tensorflow/lite/delegates/nnapi/nnapi_delegate.cc`, `NNAPIDelegateKernel::Validate`,
-# `kMinSdkVersionForNNAPI13`). BATCH_MATMUL is left out: NNAPI added BATCH_MATMUL only
-# at feature level 6 (API 31) and the TFLite delegate does not map it.
-NNAPI_INT8_OPS = {
-    "ADD": "ANEURALNETWORKS_ADD",
-    "MUL": "ANEURALNETWORKS_MUL",
-    "SUB": "ANEURALNETWORKS_SUB",
-    "FULLY_CONNECTED": "ANEURALNETWORKS_FULLY_CONNECTED",
-    "CONV_2D": "ANEURALNETWORKS_CONV_2D",
-    "SOFTMAX": "ANEURALNETWORKS_SOFTMAX",
-    "RESHAPE": "ANEURALNETWORKS_RESHAPE",
-    "TRANSPOSE": "ANEURALNETWORKS_TRANSPOSE",
-    "CONCATENATION": "ANEURALNETWORKS_CONCATENATION",
-    "GATHER": "ANEURALNETWORKS_GATHER",
-    "PAD": "ANEURALNETWORKS_PAD",
-    "STRIDED_SLICE": "ANEURALNETWORKS_STRIDED_SLICE",
-    "SLICE": "ANEURALNETWORKS_SLICE",
-    "QUANTIZE": "ANEURALNETWORKS_QUANTIZE",
-    "DEQUANTIZE": "ANEURALNETWORKS_DEQUANTIZE",
-    "RELU": "ANEURALNETWORKS_RELU",
-    "TANH": "ANEURALNETWORKS_TANH",
-    "MEAN": "ANEURALNETWORKS_MEAN",
+# ModelMetadata name and description of each variant.
+DESCRIPTIONS = {
+    FLOAT_FILE: ("float32", "float32, plain conversion of the SavedModel's mlperf "
+                 "signature."),
+    GPU_FILE: ("float32, GPU", "float32, graph rewritten for the TFLite GPU delegate "
+               "(same function)."),
+    INT8_FILE: ("int8", "full-integer int8 (per-channel weights), int32 inputs, float32 "
+                "logits."),
+    NNAPI_FILE: ("int8, NNAPI", "full-integer int8 using only NNAPI int8 operations, "
+                 "int32 inputs, float32 logits."),
 }
-
-_OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-_TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-
-
-def interpreter(model_content: bytes, num_threads: int = 1):
-  """A LiteRT interpreter (`ai_edge_litert`, XNNPACK CPU) with tensors allocated."""
-  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
-  interp = litert.Interpreter(model_content=model_content, num_threads=num_threads)
-  interp.allocate_tensors()
-  return interp
-
-
-def run(model_content_or_interp, batches: Iterable[dict]) -> dict:
-  """Runs a variant on MLPerf input dicts; returns stacked float32 [N, S] outputs.
-
-  Inputs are matched by name (`input_ids`, `input_mask`, `segment_ids`), outputs read by
-  name; a model whose tensors carry other names raises ValueError listing them.
-  """
-  interp = model_content_or_interp
-  if isinstance(interp, (bytes, bytearray)):
-    interp = interpreter(bytes(interp))
-  runner = interp.get_signature_runner()
-  got = {k: [] for k in qa_model.OUTPUT_NAMES}
-  for batch in batches:
-    out = runner(**{k: np.asarray(batch[k], np.int32) for k in qa_model.INPUT_NAMES})
-    for k in qa_model.OUTPUT_NAMES:
-      if k not in out:
-        raise ValueError(f"the TFLite model has outputs {sorted(out)}, expected "
-                         f"{list(qa_model.OUTPUT_NAMES)}")
-      got[k].append(np.asarray(out[k], np.float32).reshape(-1))
-  return {k: np.stack(v) for k, v in got.items()}
 
 
 def finalize_io(model_content: bytes) -> bytes:
@@ -120,23 +74,24 @@ def finalize_io(model_content: bytes) -> bytes:
   sub = m.subgraphs[sig.subgraphIndex]
   ins = {t.name.decode(): t.tensorIndex for t in sig.inputs}
   outs = {t.name.decode(): t.tensorIndex for t in sig.outputs}
-  if set(ins) != set(qa_model.INPUT_NAMES) or set(outs) != set(qa_model.OUTPUT_NAMES):
+  if set(ins) != set(constants.INPUT_NAMES) or set(outs) != set(constants.OUTPUT_NAMES):
     raise ValueError(f"signature has inputs {sorted(ins)} and outputs {sorted(outs)}; "
-                     f"expected {qa_model.INPUT_NAMES} -> {qa_model.OUTPUT_NAMES}")
-  sub.inputs = [ins[k] for k in qa_model.INPUT_NAMES]
-  sub.outputs = [outs[k] for k in qa_model.OUTPUT_NAMES]
-  for names, index in ((qa_model.INPUT_NAMES, ins), (qa_model.OUTPUT_NAMES, outs)):
+                     f"expected {constants.INPUT_NAMES} -> {constants.OUTPUT_NAMES}")
+  sub.inputs = [ins[k] for k in constants.INPUT_NAMES]
+  sub.outputs = [outs[k] for k in constants.OUTPUT_NAMES]
+  for names, index in ((constants.INPUT_NAMES, ins), (constants.OUTPUT_NAMES, outs)):
     for k in names:
       sub.tensors[index[k]].name = k.encode()
   by_name = {t.name.decode(): t for t in sig.inputs}
-  sig.inputs = [by_name[k] for k in qa_model.INPUT_NAMES]
+  sig.inputs = [by_name[k] for k in constants.INPUT_NAMES]
   by_name = {t.name.decode(): t for t in sig.outputs}
-  sig.outputs = [by_name[k] for k in qa_model.OUTPUT_NAMES]
+  sig.outputs = [by_name[k] for k in constants.OUTPUT_NAMES]
   return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
 
 
 def _convert(concrete_fn, trackable, *, int8_dataset: Optional[Callable] = None
              ) -> bytes:
+  """TFLite conversion of a concrete function (full-integer int8 with `int8_dataset`)."""
   conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete_fn], trackable)
   if int8_dataset is not None:
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -146,33 +101,34 @@ def _convert(concrete_fn, trackable, *, int8_dataset: Optional[Callable] = None
   return finalize_io(conv.convert())
 
 
-def convert_float(serve_fn: tf.types.experimental.GenericFunction, trackable) -> bytes:
-  """Plain float conversion of an MLPerf-signature `tf.function` (no rewrites)."""
-  return _convert(serve_fn.get_concrete_function(), trackable)
+def convert_saved_model(saved_model_dir: str) -> bytes:
+  """The plain float variant: the SavedModel's `mlperf` signature converted as it is."""
+  conv = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["mlperf"])
+  return finalize_io(conv.convert())
 
 
-def convert_gpu(weights: qa_model.QaWeights, seq_length: int = qa_model.SEQ_LENGTH
+def convert_gpu(weights: forward.QaWeights, seq_length: int = constants.MAX_SEQ_LENGTH
                 ) -> bytes:
-  """The GPU-ready float variant (from `QaForward`, original mask value)."""
-  fwd = qa_model.QaForward(weights, seq_length=seq_length)
-  return _convert(qa_model.mlperf_signature(fwd, seq_length).get_concrete_function(), fwd)
+  """The GPU-ready float variant (from `QaForward`, `weights.attention_mask` in float)."""
+  fwd = forward.QaForward(weights, seq_length=seq_length)
+  return _convert(forward.mlperf_signature(fwd, seq_length).get_concrete_function(), fwd)
 
 
-def convert_int8(weights: qa_model.QaWeights, calibration: List[dict], *,
-                 seq_length: int = qa_model.SEQ_LENGTH,
-                 mask_value: float = qa_model.QUANT_MASK_VALUE,
+def convert_int8(weights: forward.QaWeights, calibration: List[dict], *,
+                 seq_length: int = constants.MAX_SEQ_LENGTH,
                  nnapi: bool = False, equalize: bool = True,
                  equalization: Optional[dict] = None) -> bytes:
   """Full-integer int8 variant calibrated on `calibration` (MLPerf input dicts).
 
   Args:
-    weights: the network.
+    weights: the network; its `attention_mask` mode is converted in its quantized form
+      (`ForwardOptions.quantized`).
     calibration: representative inputs, each a dict of int32 [1, S] arrays.
-    mask_value: additive attention mask of padding keys (see `model.QUANT_MASK_VALUE`).
     nnapi: write attention products without BATCH_MATMUL (`ForwardOptions.nnapi`).
     equalize: carry every NoNorm output shifted and scaled per channel, folded into
-      the weights (`model.calibrate_equalization`, same calibration windows); without
-      it the logit SQNR of the seeded full-size demo is about 0 dB.
+      the weights (`equalization.calibrate_equalization`, same calibration windows);
+      without it the int8 logits of deep NoNorm models collapse (README.md, "int8
+      fidelity").
     equalization: precomputed `calibrate_equalization(weights, calibration)` to reuse.
 
   Raises:
@@ -183,242 +139,118 @@ def convert_int8(weights: qa_model.QaWeights, calibration: List[dict], *,
                      "question (default: the first 100 of the SQuAD file)")
   eq = None
   if equalize and weights.config.normalization_type == "no_norm":
-    eq = equalization or qa_model.calibrate_equalization(weights, calibration,
-                                                         seq_length=seq_length)
-  fwd = qa_model.QaForward(weights, seq_length=seq_length, options=qa_model.ForwardOptions(
-      mask_value=mask_value, nnapi=nnapi), equalization=eq)
+    eq = equalization or equalization_lib.calibrate_equalization(
+        weights, calibration, seq_length=seq_length)
+  fwd = forward.QaForward(weights, seq_length=seq_length, options=forward.ForwardOptions(
+      quantized=True, nnapi=nnapi), equalization=eq)
 
   def dataset():
     for batch in calibration:
-      yield {k: np.asarray(batch[k], np.int32) for k in qa_model.INPUT_NAMES}
-  return _convert(qa_model.mlperf_signature(fwd, seq_length).get_concrete_function(), fwd,
+      yield {k: np.asarray(batch[k], np.int32) for k in constants.INPUT_NAMES}
+  return _convert(forward.mlperf_signature(fwd, seq_length).get_concrete_function(), fwd,
                   int8_dataset=dataset)
 
 
-# ---------------------------------------------------------------------------------------
-# Static checks on the flatbuffer.
+def _write_verified(path: str, content: bytes, *, meta_args: dict, windows: List[dict],
+                    reference: dict) -> dict:
+  """Writes one variant with its metadata and checks the file on disk; its manifest entry.
 
-def _read_model(model_content: bytes):
-  return schema.Model.GetRootAsModel(bytearray(model_content), 0)
-
-
-def op_signatures(model_content: bytes) -> list:
-  """Per operator of subgraph 0: dict `op`, `inputs`, `outputs`, `options`.
-
-  Each tensor: dict `type` (e.g. "FLOAT32"), `dims` (list), `is_const` (has data),
-  `per_channel` (quantization scale count > 1). `options` is the builtin options
-  object (schema `*OptionsT`) or None.
+  Raises:
+    checks.SquadExportError: wrong tensor order, outputs off the float model, or
+      metadata that differs from what was meant.
   """
-  m = _read_model(model_content)
-  sub = m.Subgraphs(0)
-  codes = [m.OperatorCodes(i) for i in range(m.OperatorCodesLength())]
-
-  def tensor(idx):
-    if idx < 0:
-      return None
-    t = sub.Tensors(idx)
-    buf = m.Buffers(t.Buffer())
-    q = t.Quantization()
-    return {"type": _TYPE_NAMES.get(t.Type(), str(t.Type())),
-            "dims": [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
-            "is_const": bool(buf is not None and (buf.DataLength() > 0 or buf.Size() > 0)),
-            "per_channel": bool(q is not None and q.ScaleLength() > 1),
-            "name": t.Name().decode()}
-  out = []
-  for i in range(sub.OperatorsLength()):
-    op = sub.Operators(i)
-    code = codes[op.OpcodeIndex()]
-    op_id = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-    name = _OP_NAMES.get(op_id, str(op_id))
-    if name == "CUSTOM":
-      name = "CUSTOM:" + code.CustomCode().decode()
-    opt = schema.OperatorT.InitFromObj(op).builtinOptions
-    out.append({"op": name,
-                "inputs": [tensor(int(j)) for j in op.InputsAsNumpy()] if op.InputsLength() else [],
-                "outputs": [tensor(int(j)) for j in op.OutputsAsNumpy()],
-                "options": opt})
-  return out
+  name = os.path.basename(path)
+  with open(path, "wb") as f:
+    f.write(tflite_metadata.add_metadata(content, **meta_args))
+  with open(path, "rb") as f:  # Verify what is on disk.
+    on_disk = f.read()
+  io = tflite_analysis.io_details(on_disk)
+  if io["input_order"] != list(constants.INPUT_NAMES) or \
+      io["output_order"] != list(constants.OUTPUT_NAMES):
+    raise checks.SquadExportError(f"squad/{name}: I/O order {io['input_order']} -> "
+                                  f"{io['output_order']}, expected MLPerf's")
+  got = tflite_analysis.run(on_disk, windows)
+  is_int8 = name in (INT8_FILE, NNAPI_FILE)
+  figures = (checks.check_int8 if is_int8 else checks.check_float)(name, got, reference)
+  try:
+    meta = tflite_metadata.verify_metadata(on_disk, **meta_args)
+  except ValueError as e:
+    raise checks.SquadExportError(f"squad/{name}: TFLite metadata check failed: {e}") from e
+  entry = {"bytes": len(on_disk), "figures": figures,
+           "ops": tflite_analysis.op_counts(on_disk),
+           "io": {k: v for k, v in io.items() if k in ("inputs", "outputs")},
+           "metadata": meta,
+           "gpu_findings": tflite_analysis.gpu_findings(on_disk),
+           "official_gpu_analyzer": tflite_analysis.official_gpu_analyzer(on_disk)}
+  if is_int8:
+    entry["nnapi_findings"] = tflite_analysis.nnapi_findings(on_disk)
+    entry["weights"] = tflite_analysis.weight_quantization(on_disk)
+  return entry
 
 
-def op_counts(model_content: bytes) -> dict:
-  """op name -> number of operators, for the manifest and the README table."""
-  counts = {}
-  for sig in op_signatures(model_content):
-    counts[sig["op"]] = counts.get(sig["op"], 0) + 1
-  return dict(sorted(counts.items()))
+def export_verified(squad_dir: str, *, saved_model_dir: str, weights: forward.QaWeights,
+                    calibration: List[dict], windows: List[dict], reference: dict,
+                    equalization: Optional[dict], seq_length: int, vocab_file: str,
+                    do_lower_case: bool, fresh_head: bool,
+                    log: Callable[[str], None] = print) -> dict:
+  """Converts, writes and checks the four variants in `squad_dir`.
 
-
-def official_gpu_analyzer(model_content: bytes) -> dict:
-  """Runs `tf.lite.experimental.Analyzer.analyze(gpu_compatibility=True)`.
+  Args:
+    squad_dir: an existing directory (squad/'s staging directory).
+    saved_model_dir: the written squad/saved_model (source of `FLOAT_FILE`).
+    weights: the network, for the variants converted from `forward.QaForward`.
+    calibration: int8 calibration windows (MLPerf input dicts, int32 [1, S]).
+    windows, reference: verification windows and `model.reference_outputs` on them.
+    equalization: `equalization.calibrate_equalization` on `calibration`, or None
+      (layer_norm configs).
+    seq_length: S.
+    vocab_file, do_lower_case: the bundle's tokenizer (packed into the metadata).
+    fresh_head: the SQuAD head is a fresh untrained one (said in the description).
+    log: one line per step.
 
   Returns:
-    dict `compatible` (bool, its final verdict), `warnings` (its "GPU COMPATIBILITY
-    WARNING" lines). See the module docstring for why this verdict is always True with
-    the pip builds of TensorFlow 2.20.
+    file name -> manifest entry (`bytes`, `figures`, `ops`, `io`, `metadata`,
+    `gpu_findings`, `official_gpu_analyzer`; int8 files also `nnapi_findings` and
+    `weights`), in the order of `DESCRIPTIONS`.
+
+  Raises:
+    checks.SquadExportError: a variant failed a check (see `_write_verified`), the GPU
+      variant has GPU findings or the NNAPI variant NNAPI findings.
   """
-  buf = io.StringIO()
-  with contextlib.redirect_stdout(buf):
-    tf.lite.experimental.Analyzer.analyze(model_content=model_content,
-                                          gpu_compatibility=True)
-  text = buf.getvalue()
-  warnings_ = [l.strip() for l in text.splitlines() if "GPU COMPATIBILITY WARNING" in l]
-  return {"compatible": "looks compatible with GPU delegate" in text and not warnings_,
-          "warnings": warnings_}
-
-
-def _float_or_bool(t):
-  return t["type"] in ("FLOAT32", "FLOAT16", "BOOL")
-
-
-def _gpu_rule(sig) -> Optional[str]:
-  """`CheckGpuDelegateCompatibility` (gpu_compatibility.cc) for one op; None if OK."""
-  op, ins, outs, opt = sig["op"], [t for t in sig["inputs"] if t], sig["outputs"], sig["options"]
-  runtime = [t for t in ins if not t["is_const"]]
-  consts = [t for t in ins if t["is_const"]]
-  if op in ("ADD", "MUL"):
-    if len(ins) != 2:
-      return f"{op} requires two input tensors."
-    a, b = ins[0]["dims"], ins[1]["dims"]
-    if len(a) > 1 and len(b) > 1 and len(a) != len(b):
-      longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
-      for x, y in zip(reversed(longer), reversed(shorter)):
-        if x != y and x != 1 and y != 1:
-          return f"Doesn't support broadcasting - input0: {a}, input1: {b}"
-    if op == "MUL" and len(a) == len(b):
-      first_smaller = any(x < y for x, y in zip(a, b))
-      second_smaller = any(y < x for x, y in zip(a, b))
-      if first_smaller and second_smaller:
-        return "MUL requires one tensor that not less than second in all dimensions."
-    return None
-  if op == "BATCH_MATMUL":
-    return None if len(ins) == 2 and len(outs) == 1 else "Expected 2 inputs and 1 output"
-  if op == "CAST":
-    i, o = ins[0]["type"], outs[0]["type"]
-    ok = ((i == "BOOL" and o in ("FLOAT16", "FLOAT32")) or
-          (i in ("FLOAT16", "FLOAT32") and o == "BOOL") or
-          (i in ("FLOAT32", "INT32") and o in ("FLOAT32", "INT32")))
-    return None if ok else f"Not supported Cast case. Input type: {i} and output type: {o}"
-  if op in ("CONCATENATION", "RELU", "RELU6", "LEAKY_RELU", "PACK", "SPLIT", "SPLIT_V",
-            "PRELU", "RELU_N1_TO_1"):
-    return None
-  if op == "DEQUANTIZE":
-    return "Unsupported dequantization type." if ins[0]["type"] == "INT16" else None
-  if op == "QUANTIZE":
-    return None if len(runtime) == 1 else "QUANTIZE needs 1 runtime input"
-  if op == "FULLY_CONNECTED":
-    if opt is not None and getattr(opt, "weightsFormat", 0) != 0:
-      return f"Unsupported FullyConnected weights format: {opt.weightsFormat}"
-    if len(runtime) > 2:
-      return "FullyConnected doesn't support more than 2 runtime inputs."
-    if ins[0]["is_const"]:
-      return "FullyConnected doesn't support constant input."
-    if opt is not None and getattr(opt, "keepNumDims", False) and \
-        len(ins[0]["dims"]) != len(outs[0]["dims"]):
-      return ("Input and output dimensions different and FullyConnected doesn't support "
-              "keep_num_dims.")
-    return None
-  if op == "GATHER":
-    if not (len(runtime) == 2 or (len(runtime) == 1 and len(consts) == 1)):
-      return "Op can only handle 1 or 2 operand(s)."
-    if ins[0]["type"] == "INT32":
-      return "Does not accept INT32 input."
-    if len(ins[1]["dims"]) != 1:
-      return "Only support 1D indices"
-    return None if ins[1]["type"] == "INT32" else "Only accept INT32 indices"
-  if op in ("RESHAPE", "TRANSPOSE", "TILE"):
-    return None if len(runtime) == 1 else f"{op} needs exactly 1 runtime input"
-  if op == "SOFTMAX":
-    return None if opt is None or opt.beta == 1 else "Softmax.beta != 1 is not supported."
-  if op == "STRIDED_SLICE":
-    if opt is not None:
-      if opt.ellipsisMask:
-        return "Slice does not support ellipsis_mask."
-      if opt.newAxisMask:
-        return "Slice does not support new_axis_mask."
-      if opt.shrinkAxisMask:
-        return "Slice does not support shrink_axis_mask parameter. "
-    if len(ins) < 4:
-      return "STRIDED_SLICE requires 4 inputs."
-    if len(ins[0]["dims"]) not in (3, 4):
-      return "STRIDED_SLICE supports for 3 or 4 dimensional tensors only."
-    return None
-  if op == "SLICE":
-    if len(ins[0]["dims"]) not in (3, 4):
-      return "SLICE supports for 3 or 4 dimensional tensors only."
-    return None
-  if op in ("PAD", "PADV2"):
-    pad = ins[1]["dims"]
-    if len(pad) != 2 or pad[0] not in (3, 4) or pad[1] != 2:
-      return f"Invalid paddings tensor shape: expected 4x2 or 3x2, got {pad}"
-    return None
-  if op in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD"):
-    return None if len(ins) > 1 and ins[1]["is_const"] else f"{op} is only supported with constant axes."
-  if op in ("ABS", "CEIL", "COS", "ELU", "EXP", "FLOOR", "GELU", "LOG", "LOGISTIC", "NEG",
-            "RSQRT", "SIGN", "SIN", "SQRT", "SQUARE", "TANH", "HARD_SWISH"):
-    return None if len(runtime) == 1 else "Op needs 1 runtime input"
-  if op in ("DIV", "EQUAL", "FLOOR_DIV", "FLOOR_MOD", "GREATER", "GREATER_EQUAL",
-            "LOGICAL_AND", "LESS", "LESS_EQUAL", "MAXIMUM", "MINIMUM", "NOT_EQUAL", "POW",
-            "SQUARED_DIFFERENCE", "SUB", "ATAN2"):
-    if len(runtime) == 2 or (len(runtime) == 1 and len(consts) == 1):
-      return None
-    return "Op can only handle 1 or 2 operand(s)."
-  return f"Not supported op {op}"
-
-
-def gpu_findings(model_content: bytes) -> List[str]:
-  """GPU delegate incompatibilities, one line per op ("Op#i NAME: reason"); [] if none.
-
-  Rules: `tensorflow/lite/tools/versioning/gpu_compatibility.cc`
-  (`CheckGpuDelegateCompatibility`, enhanced broadcast, as the offline analyzer uses).
-  """
-  out = []
-  for i, sig in enumerate(op_signatures(model_content)):
-    reason = _gpu_rule(sig)
-    if reason:
-      out.append(f"Op#{i} {sig['op']}: {reason}")
-  return out
-
-
-def nnapi_findings(model_content: bytes) -> List[str]:
-  """Ops outside `NNAPI_INT8_OPS` or with non-int8 data, one line each; [] if none.
-
-  Every op's float/int8 activations must be int8 (QUANTIZE/DEQUANTIZE at the model's
-  edges and int32 GATHER indices / reshape shapes excepted).
-  """
-  out = []
-  for i, sig in enumerate(op_signatures(model_content)):
-    op = sig["op"]
-    if op not in NNAPI_INT8_OPS:
-      out.append(f"Op#{i} {op}: not on the NNAPI int8 allow-list")
-      continue
-    if op in ("QUANTIZE", "DEQUANTIZE"):
-      continue
-    for t in [t for t in sig["inputs"] + sig["outputs"] if t]:
-      if t["type"] in ("FLOAT32", "FLOAT16"):
-        out.append(f"Op#{i} {op}: float tensor {t['name']!r} (NNAPI int8 needs int8 data)")
-        break
-  return out
-
-
-def weight_quantization(model_content: bytes) -> dict:
-  """For FULLY_CONNECTED ops: how many have int8 weights, and how many per-channel."""
-  fcs = [s for s in op_signatures(model_content) if s["op"] == "FULLY_CONNECTED"]
-  int8 = [s for s in fcs if s["inputs"][1]["type"] == "INT8"]
-  return {"fully_connected": len(fcs), "int8_weights": len(int8),
-          "per_channel": sum(1 for s in int8 if s["inputs"][1]["per_channel"])}
-
-
-def io_details(model_content: bytes) -> dict:
-  """The signature's inputs and outputs: name -> (dtype name, shape list), in order."""
-  interp = interpreter(model_content)
-  sig = interp.get_signature_list()
-  key = next(iter(sig))
-  runner = interp.get_signature_runner(key)
-  ins = runner.get_input_details()
-  outs = runner.get_output_details()
-  return {"inputs": {k: (np.dtype(v["dtype"]).name, list(v["shape"])) for k, v in ins.items()},
-          "outputs": {k: (np.dtype(v["dtype"]).name, list(v["shape"])) for k, v in outs.items()},
-          "input_order": [interp.get_input_details()[i]["name"]
-                          for i in range(len(interp.get_input_details()))],
-          "output_order": [interp.get_output_details()[i]["name"]
-                           for i in range(len(interp.get_output_details()))]}
+  variants = {}
+  log("squad/ TFLite float (plain conversion of the SavedModel) ...")
+  variants[FLOAT_FILE] = convert_saved_model(saved_model_dir)
+  log("squad/ TFLite float, GPU rewrites ...")
+  variants[GPU_FILE] = convert_gpu(weights, seq_length)
+  log(f"squad/ TFLite int8 (calibrating on {len(calibration)} windows) ...")
+  variants[INT8_FILE] = convert_int8(weights, calibration, seq_length=seq_length,
+                                     equalization=equalization)
+  log("squad/ TFLite int8, NNAPI allow-list ...")
+  variants[NNAPI_FILE] = convert_int8(weights, calibration, seq_length=seq_length,
+                                      nnapi=True, equalization=equalization)
+  head_note = (" Its SQuAD head is a fresh seeded UNTRAINED head: answers are not "
+               "meaningful." if fresh_head else "")
+  entries = {}
+  for name, content in variants.items():
+    kind, what = DESCRIPTIONS[name]
+    meta_args = dict(
+        vocab_file=vocab_file, do_lower_case=do_lower_case,
+        name=f"MobileBERT SQuAD 1.1 question answering ({kind})",
+        description=("Extractive question answering: the answer is the context span "
+                     "between the best start and end logits. MobileBERT, " + what +
+                     head_note))
+    entries[name] = _write_verified(os.path.join(squad_dir, name), content,
+                                    meta_args=meta_args, windows=windows,
+                                    reference=reference)
+  caveats = entries[FLOAT_FILE]["metadata"].get("task_library_caveats")
+  if caveats:
+    log("WARNING: the TFLite Task Library's BertQuestionAnswerer cannot use these "
+        ".tflite files as they are: " + "; ".join(caveats) + ". The interpreter (MLPerf "
+        "I/O) and squad/saved_model are unaffected.")
+  if entries[GPU_FILE]["gpu_findings"]:
+    raise checks.SquadExportError(f"squad/{GPU_FILE} has GPU-incompatible ops: "
+                                  f"{entries[GPU_FILE]['gpu_findings'][:5]}")
+  if entries[NNAPI_FILE]["nnapi_findings"]:
+    raise checks.SquadExportError(f"squad/{NNAPI_FILE} has ops off the NNAPI int8 "
+                                  f"allow-list: {entries[NNAPI_FILE]['nnapi_findings'][:5]}")
+  return entries

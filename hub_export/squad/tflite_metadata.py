@@ -3,38 +3,24 @@
 `add_metadata` turns a finalized SQuAD .tflite (`tflite_export.finalize_io`: subgraph
 inputs `input_ids`, `input_mask`, `segment_ids` int32 [1, S], outputs `end_logits`,
 `start_logits` float32 [1, S], in that order) into the same model with
-* a ModelMetadata flatbuffer (schema: tflite-support
-  `tensorflow_lite_support/metadata/metadata_schema.fbs`, file identifier "M001") in the
-  model's `metadata` list under the name "TFLITE_METADATA", pointing at a new buffer.
-  It has one SubGraphMetadata whose input_tensor_metadata are named `ids`, `mask`,
-  `segment_ids` and output_tensor_metadata `end_logits`, `start_logits` (the names
+* a ModelMetadata flatbuffer (`metadata_schema.py`) in the model's `metadata` list under
+  the name "TFLITE_METADATA", pointing at a new buffer. It has one SubGraphMetadata
+  whose input_tensor_metadata are named `ids`, `mask`, `segment_ids` and
+  output_tensor_metadata `end_logits`, `start_logits` (the names
   `bert_question_answerer.cc` looks up with `FindTensorByName`, position i of the
   metadata naming subgraph input/output i), each with FeatureProperties content, and
   input_process_units = [ProcessUnit{BertTokenizerOptions{vocab_file=[AssociatedFile
   "vocab.txt", type VOCABULARY]}}] (`BertQuestionAnswerer::InitializeFromMetadata`
-  reads input process unit 0 as its tokenizer);
+  reads input process unit 0 as its tokenizer); it needs metadata parser 1.1.0;
 * the vocabulary appended after the flatbuffer as a zip archive (ZIP_STORED, entry
   "vocab.txt"), which is how tflite-support's `MetadataPopulator`
   (`tensorflow_lite_support/metadata/python/metadata.py`, `_populate_associated_files`:
   `zipfile.ZipFile(model, "a").writestr(...)`) packs associated files. Entries get a
   fixed 1980-01-01 timestamp so that the same inputs give the same bytes.
 
-The flatbuffer is written here with the `flatbuffers` package (a TensorFlow dependency),
-so the exporter needs neither tflite-support (it pins protobuf < 4, TensorFlow 2.20
-needs >= 5.28) nor mediapipe (its pip wheels lack the `_pywrap_metadata_version`
-extension that its `MetadataPopulator` imports, and every recent mediapipe pins
-absl-py ~= 2.3 against tf-models-official's tensorflow-model-optimization, absl-py ~= 1.2).
-The tests read the result back with `tests/hub_export/squad/metadata_fbs_reader.py`, a
+`verify_metadata` checks a written file against what `add_metadata` means to write. The
+tests read the result back with `tests/hub_export/squad/metadata_fbs_reader.py`, a
 reader written from metadata_schema.fbs, independent of this writer.
-
-`min_parser_version` follows `GetMinimumMetadataParserVersion` of tflite-support
-`tensorflow_lite_support/metadata/cc/metadata_version.cc`: start at "1.0.0"; an
-AssociatedFile of type VOCABULARY attached to the model, a subgraph or a tensor raises it
-to 1.0.1; a present input_process_units or output_process_units field raises it to 1.1.0,
-and so does a ProcessUnit whose options are BertTokenizerOptions. (That file does not
-look inside BertTokenizerOptions' own vocab_file list.) The other members it versions
-(SentencePiece / Regex tokenizers, tensor groups, audio properties) are not written by
-this module. The SQuAD metadata therefore needs parser 1.1.0.
 
 What the Task Library does on its own, whatever the metadata says
 (`bert_question_answerer.h`): it always lower-cases context and question
@@ -42,21 +28,19 @@ What the Task Library does on its own, whatever the metadata says
 `task_library_caveats` lists where a model differs, and the description says it.
 """
 
-import dataclasses
 import io
 import os
 import zipfile
 from typing import Dict, List, Optional, Tuple
 
-import flatbuffers
 import numpy as np
 from tensorflow.lite.python import schema_py_generated as tflite_schema
 
-from hub_export.squad import model as qa_model
+from hub_export.squad import constants
+from hub_export.squad import metadata_schema as ms
 from preprocessors import vocab as vocab_lib
 
 METADATA_FIELD_NAME = "TFLITE_METADATA"  # metadata.py MetadataPopulator.METADATA_FIELD_NAME
-METADATA_FILE_IDENTIFIER = b"M001"  # metadata_schema.fbs `file_identifier`
 VOCAB_NAME = "vocab.txt"
 
 # Model tensor name (tflite_export.finalize_io) -> the metadata name that
@@ -64,18 +48,6 @@ VOCAB_NAME = "vocab.txt"
 TENSOR_NAMES = {"input_ids": "ids", "input_mask": "mask", "segment_ids": "segment_ids",
                 "end_logits": "end_logits", "start_logits": "start_logits"}
 TASK_LIBRARY_SEQ_LENGTH = 384  # bert_question_answerer.h kMaxSeqLen
-
-# metadata_schema.fbs enum values.
-ASSOCIATED_FILE_UNKNOWN = 0
-ASSOCIATED_FILE_VOCABULARY = 5  # AssociatedFileType.VOCABULARY
-_PROCESS_UNIT_BERT_TOKENIZER = 4  # ProcessUnitOptions union: BertTokenizerOptions
-_CONTENT_FEATURE_PROPERTIES = 1  # ContentProperties union: FeatureProperties
-
-# metadata_version.cc GetMemberVersion.
-_V_DEFAULT = (1, 0, 0)
-_V_VOCABULARY_FILE = (1, 0, 1)  # kAssociatedFileTypeVocabulary
-_V_PROCESS_UNITS = (1, 1, 0)  # kSubGraphMetadataInput/OutputProcessUnits
-_V_BERT_TOKENIZER = (1, 1, 0)  # kProcessUnitOptionsBertTokenizerOptions
 
 _TYPE_NAMES = {v: k for k, v in vars(tflite_schema.TensorType).items()
                if not k.startswith("_")}
@@ -89,197 +61,6 @@ _TENSOR_DESCRIPTIONS = {
                   "(closed interval).",
     "start_logits": "Logit of each position being the first token of the answer span.",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class AssociatedFile:
-  """metadata_schema.fbs `AssociatedFile` (name, description, type)."""
-  name: str
-  description: str = ""
-  type: int = ASSOCIATED_FILE_UNKNOWN
-
-
-@dataclasses.dataclass(frozen=True)
-class BertTokenizer:
-  """A ProcessUnit with `BertTokenizerOptions{vocab_file}`."""
-  vocab_file: Tuple[AssociatedFile, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class TensorMetadata:
-  """metadata_schema.fbs `TensorMetadata`: name, description, FeatureProperties content."""
-  name: str
-  description: str = ""
-  associated_files: Tuple[AssociatedFile, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class SubGraphMetadata:
-  """metadata_schema.fbs `SubGraphMetadata` (the fields this module writes).
-
-  `input_process_units` / `output_process_units`: None leaves the field out (which
-  matters for `min_parser_version`); a tuple, even empty, writes it.
-  """
-  inputs: Tuple[TensorMetadata, ...]
-  outputs: Tuple[TensorMetadata, ...]
-  name: str = ""
-  description: str = ""
-  associated_files: Tuple[AssociatedFile, ...] = ()
-  input_process_units: Optional[Tuple[BertTokenizer, ...]] = None
-  output_process_units: Optional[Tuple[BertTokenizer, ...]] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelMetadata:
-  """metadata_schema.fbs `ModelMetadata` with one subgraph; empty strings are left out."""
-  subgraph: SubGraphMetadata
-  name: str = ""
-  description: str = ""
-  version: str = ""
-  author: str = ""
-  license: str = ""
-  associated_files: Tuple[AssociatedFile, ...] = ()
-
-  def min_parser_version(self) -> str:
-    """The smallest metadata parser that reads every field, "major.minor.patch".
-
-    Rules: `GetMinimumMetadataParserVersion` in tflite-support
-    `tensorflow_lite_support/metadata/cc/metadata_version.cc` (see the module docstring).
-    """
-    version = _V_DEFAULT
-
-    def files(fs):
-      return max([_V_VOCABULARY_FILE for f in fs if f.type == ASSOCIATED_FILE_VOCABULARY],
-                 default=_V_DEFAULT)
-
-    def units(us):
-      if us is None:
-        return _V_DEFAULT
-      return max([_V_PROCESS_UNITS] + [_V_BERT_TOKENIZER for u in us
-                                       if isinstance(u, BertTokenizer)])
-
-    sg = self.subgraph
-    version = max(version, files(self.associated_files), files(sg.associated_files),
-                  units(sg.input_process_units), units(sg.output_process_units),
-                  *(files(t.associated_files) for t in sg.inputs + sg.outputs))
-    return ".".join(str(v) for v in version)
-
-  def to_bytes(self) -> bytes:
-    """The ModelMetadata flatbuffer (identifier "M001"), min_parser_version filled in."""
-    return _Writer().model(self)
-
-  def associated_file_names(self) -> List[str]:
-    """Every AssociatedFile name, in the order `MetadataPopulator` collects them."""
-    sg = self.subgraph
-    names = [f.name for f in self.associated_files + sg.associated_files]
-    for t in sg.inputs + sg.outputs:
-      names += [f.name for f in t.associated_files]
-    for units in (sg.input_process_units or (), sg.output_process_units or ()):
-      for u in units:
-        names += [f.name for f in u.vocab_file]
-    return names
-
-
-class _Writer:
-  """Serializes `ModelMetadata` with flatbuffers.Builder.
-
-  Field slots are the declaration order of each table in metadata_schema.fbs (no field
-  there has an explicit `id` or is deprecated): AssociatedFile {0 name, 1 description,
-  2 type}; BertTokenizerOptions {0 vocab_file}; ProcessUnit {0 options_type,
-  1 options}; Content {0 content_properties_type, 1 content_properties};
-  TensorMetadata {0 name, 1 description, 3 content, 6 associated_files};
-  SubGraphMetadata {0 name, 1 description, 2 input_tensor_metadata,
-  3 output_tensor_metadata, 4 associated_files, 5 input_process_units,
-  6 output_process_units}; ModelMetadata {0 name, 1 description, 2 version,
-  3 subgraph_metadata, 4 author, 5 license, 6 associated_files, 7 min_parser_version}.
-  Children are built before their parent opens (flatbuffers cannot nest tables).
-  """
-
-  def __init__(self):
-    self.b = flatbuffers.Builder(1024)
-
-  def _vector(self, offsets):
-    self.b.StartVector(4, len(offsets), 4)
-    for off in reversed(offsets):
-      self.b.PrependUOffsetTRelative(off)
-    return self.b.EndVector()
-
-  def _strings(self, **fields):
-    return {k: self.b.CreateString(v) for k, v in fields.items() if v}
-
-  def _table(self, n_slots, offsets: Dict[int, int], scalars=()):
-    """offsets: slot -> uoffset; scalars: (slot, prepend method name, value)."""
-    self.b.StartObject(n_slots)
-    for slot, off in sorted(offsets.items()):
-      self.b.PrependUOffsetTRelativeSlot(slot, off, 0)
-    for slot, method, value in scalars:
-      getattr(self.b, method)(slot, value, 0)
-    return self.b.EndObject()
-
-  def _file(self, f: AssociatedFile):
-    s = self._strings(name=f.name, description=f.description)
-    return self._table(5, {0: s["name"], **({1: s["description"]} if "description" in s
-                                             else {})},
-                       [(2, "PrependInt8Slot", f.type)])
-
-  def _files(self, files):
-    return self._vector([self._file(f) for f in files]) if files else None
-
-  def _unit(self, u: BertTokenizer):
-    vocab = self._files(u.vocab_file)
-    options = self._table(1, {0: vocab} if vocab else {})
-    return self._table(2, {1: options},
-                       [(0, "PrependUint8Slot", _PROCESS_UNIT_BERT_TOKENIZER)])
-
-  def _units(self, units):
-    if units is None:
-      return None
-    return self._vector([self._unit(u) for u in units])
-
-  def _tensor(self, t: TensorMetadata):
-    s = self._strings(name=t.name, description=t.description)
-    feature = self._table(0, {})
-    content = self._table(3, {1: feature},
-                          [(0, "PrependUint8Slot", _CONTENT_FEATURE_PROPERTIES)])
-    files = self._files(t.associated_files)
-    slots = {3: content}
-    for slot, key in ((0, "name"), (1, "description")):
-      if key in s:
-        slots[slot] = s[key]
-    if files:
-      slots[6] = files
-    return self._table(7, slots)
-
-  def _subgraph(self, sg: SubGraphMetadata):
-    ins = self._vector([self._tensor(t) for t in sg.inputs])
-    outs = self._vector([self._tensor(t) for t in sg.outputs])
-    files = self._files(sg.associated_files)
-    in_units = self._units(sg.input_process_units)
-    out_units = self._units(sg.output_process_units)
-    s = self._strings(name=sg.name, description=sg.description)
-    slots = {2: ins, 3: outs}
-    for slot, value in ((0, s.get("name")), (1, s.get("description")), (4, files),
-                        (5, in_units), (6, out_units)):
-      if value is not None:
-        slots[slot] = value
-    return self._table(10, slots)
-
-  def model(self, m: ModelMetadata) -> bytes:
-    subgraphs = self._vector([self._subgraph(m.subgraph)])
-    files = self._files(m.associated_files)
-    s = self._strings(name=m.name, description=m.description, version=m.version,
-                      author=m.author, license=m.license,
-                      min_parser_version=m.min_parser_version())
-    slots = {3: subgraphs}
-    for slot, key in ((0, "name"), (1, "description"), (2, "version"), (4, "author"),
-                      (5, "license"), (7, "min_parser_version")):
-      if key in s:
-        slots[slot] = s[key]
-    if files:
-      slots[6] = files
-    root = self._table(8, slots)
-    self.b.Finish(root, file_identifier=METADATA_FILE_IDENTIFIER)
-    return bytes(self.b.Output())
 
 
 def task_library_caveats(seq_length: int, do_lower_case: bool) -> List[str]:
@@ -301,7 +82,7 @@ def task_library_caveats(seq_length: int, do_lower_case: bool) -> List[str]:
 
 def qa_metadata(*, seq_length: int, do_lower_case: bool, name: str, description: str,
                 version: str = "", author: str = "", license_text: str = ""
-                ) -> ModelMetadata:
+                ) -> ms.ModelMetadata:
   """The BertQuestionAnswerer metadata of a SQuAD model with [1, seq_length] tensors.
 
   The model description gets the tokenizer's casing and any `task_library_caveats`
@@ -311,19 +92,20 @@ def qa_metadata(*, seq_length: int, do_lower_case: bool, name: str, description:
            f"{'lower-cased' if do_lower_case else 'cased'}; sequence length {seq_length}."]
   notes += [f"Task Library caveat: {c}." for c in task_library_caveats(seq_length,
                                                                         do_lower_case)]
-  vocab = AssociatedFile(name=VOCAB_NAME, type=ASSOCIATED_FILE_VOCABULARY,
-                         description="WordPiece vocabulary; a token's id is its 0-based "
-                                     "line number.")
+  vocab = ms.AssociatedFile(name=VOCAB_NAME, type=ms.ASSOCIATED_FILE_VOCABULARY,
+                            description="WordPiece vocabulary; a token's id is its 0-based "
+                                        "line number.")
 
   def tensors(names):
-    return tuple(TensorMetadata(name=TENSOR_NAMES[k], description=_TENSOR_DESCRIPTIONS[
-        TENSOR_NAMES[k]]) for k in names)
-  return ModelMetadata(
+    return tuple(ms.TensorMetadata(name=TENSOR_NAMES[k],
+                                   description=_TENSOR_DESCRIPTIONS[TENSOR_NAMES[k]])
+                 for k in names)
+  return ms.ModelMetadata(
       name=name, description=" ".join([description] + notes).strip(), version=version,
       author=author, license=license_text,
-      subgraph=SubGraphMetadata(
-          inputs=tensors(qa_model.INPUT_NAMES), outputs=tensors(qa_model.OUTPUT_NAMES),
-          input_process_units=(BertTokenizer(vocab_file=(vocab,)),)))
+      subgraph=ms.SubGraphMetadata(
+          inputs=tensors(constants.INPUT_NAMES), outputs=tensors(constants.OUTPUT_NAMES),
+          input_process_units=(ms.BertTokenizer(vocab_file=(vocab,)),)))
 
 
 def _model_io(model_content: bytes) -> Tuple[tflite_schema.ModelT, int]:
@@ -331,8 +113,8 @@ def _model_io(model_content: bytes) -> Tuple[tflite_schema.ModelT, int]:
 
   Raises:
     ValueError: not a TFLite flatbuffer, already has TFLITE_METADATA or packed files,
-      or subgraph 0's inputs/outputs are not `INPUT_NAMES` -> `OUTPUT_NAMES` in that
-      order with int32 / float32 [1, S] tensors.
+      or subgraph 0's inputs/outputs are not `constants.INPUT_NAMES` ->
+      `constants.OUTPUT_NAMES` in that order with int32 / float32 [1, S] tensors.
   """
   if not tflite_schema.Model.ModelBufferHasIdentifier(model_content, 0):
     raise ValueError("model_content is not a TFLite flatbuffer (no 'TFL3' identifier at "
@@ -352,9 +134,9 @@ def _model_io(model_content: bytes) -> Tuple[tflite_schema.ModelT, int]:
   sub = m.subgraphs[0]
   ins = [sub.tensors[i].name.decode() for i in sub.inputs]
   outs = [sub.tensors[i].name.decode() for i in sub.outputs]
-  if ins != list(qa_model.INPUT_NAMES) or outs != list(qa_model.OUTPUT_NAMES):
+  if ins != list(constants.INPUT_NAMES) or outs != list(constants.OUTPUT_NAMES):
     raise ValueError(f"subgraph 0 has inputs {ins} and outputs {outs}; the metadata needs "
-                     f"exactly {list(qa_model.INPUT_NAMES)} -> {list(qa_model.OUTPUT_NAMES)}"
+                     f"exactly {list(constants.INPUT_NAMES)} -> {list(constants.OUTPUT_NAMES)}"
                      " in that order (metadata entry i names tensor i); run "
                      "tflite_export.finalize_io on the converted model first")
   shapes = set()

@@ -150,6 +150,7 @@ def test_rejects_inputs_without_the_encoder_keys(tiny_bundle):
     layer(_inputs(30522))
 
 
+@pytest.mark.slow
 def test_full_config_demo_bundle_fine_tunes_in_keras3(full_demo_bundle):
   """The released 24-block config (untrained demo weights): parity, then one AdamW step."""
   path = os.path.join(full_demo_bundle["dir"], "encoder")

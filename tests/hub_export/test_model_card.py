@@ -8,7 +8,10 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from hub_export import manifest as manifest_lib
+from hub_export import model_card
 
 # tensorflow/tfhub.dev tools/validator.py: METADATA_LINE_PATTERN and the tags a model page
 # may carry (asset-path is added on publishing).
@@ -94,11 +97,21 @@ def test_card_content_multilingual_cased(multi_bundle):
     assert _sha256(os.path.join(multi_bundle["dir"], f"{name}.tar.gz")) in card
 
 
+@pytest.mark.slow
 def test_card_of_untrained_demo_has_no_dataset(full_demo_bundle):
   card = _card(full_demo_bundle)
   tags = _check_common_content(card, full_demo_bundle["dir"], trained=False)
   assert tags["language"] == ["en"] and "dataset" not in tags
   assert "At most 512 tokens" in card and "[batch_size, 512]" in card
+
+
+@pytest.mark.parametrize("bundle", ["tiny_bundle", "multi_bundle"])
+def test_readme_is_the_card_rendered_from_the_manifest(bundle, request):
+  """The bundle's README.md is `model_card.render` of its manifest.json (no task sections)."""
+  bundle_dir = request.getfixturevalue(bundle)["dir"]
+  with open(os.path.join(bundle_dir, "manifest.json"), encoding="utf-8") as f:
+    manifest = json.load(f)
+  assert model_card.render(manifest) == _card({"dir": bundle_dir})
 
 
 def test_metadata_of_an_unknown_vocab_is_empty():
@@ -132,7 +145,7 @@ def test_every_snippet_of_the_card_runs(multi_bundle, tmp_path, monkeypatch):
   assert langs.count("python") == 6 and langs.count("sh") == 1, langs
   monkeypatch.chdir(tmp_path)
   for lang, code in blocks:
-    code = code.replace(manifest_lib.BUNDLE_PLACEHOLDER, multi_bundle["dir"])
+    code = code.replace(model_card.BUNDLE_PLACEHOLDER, multi_bundle["dir"])
     if lang == "python":
       stdout = io.StringIO()
       with contextlib.redirect_stdout(stdout):

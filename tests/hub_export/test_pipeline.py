@@ -7,6 +7,7 @@ import pytest
 
 from hub_export import pipeline
 from hub_export import verify
+from hub_export import worker as worker_lib
 from tests import testutil
 
 
@@ -17,12 +18,12 @@ def source(tmp_path):
   return d
 
 
-def _export(source_dir, export_dir, **kwargs):
+def _export(source_dir, export_dir, vocab_file=None, **options):
   return pipeline.export_bundle(
       export_dir, checkpoint=source_dir,
       bert_config_file=os.path.join(source_dir, "bert_config.json"),
-      vocab_file=kwargs.pop("vocab_file", os.path.join(source_dir, "vocab.txt")),
-      log=lambda _: None, **kwargs)
+      vocab_file=vocab_file or os.path.join(source_dir, "vocab.txt"),
+      options=pipeline.BundleOptions(**options), log=lambda _: None)
 
 
 def _leftovers(parent):
@@ -50,7 +51,7 @@ def test_failed_verification_leaves_old_bundle_and_no_temp(source, tmp_path, mon
   first = _export(source, str(dest))
   manifest_before = (dest / "manifest.json").read_text()
   # A verification that cannot pass: every output must then be rejected.
-  monkeypatch.setattr(verify, "ENCODER_TOLERANCE", -1.0)
+  monkeypatch.setitem(verify.TOLERANCES["encoder"], "max_rel", -1.0)
   with pytest.raises(pipeline.ExportError, match=r"reloaded encoder does not match"):
     _export(source, str(dest), overwrite=True)
   assert (dest / "manifest.json").read_text() == manifest_before
@@ -148,7 +149,7 @@ def test_fine_tuned_checkpoint_without_mlm(tmp_path):
 
 
 def test_preprocessor_worker_reports_its_error(tmp_path):
-  worker = pipeline._PreprocessorWorker(  # pylint: disable=protected-access
+  worker = worker_lib.PreprocessorWorker(
       str(tmp_path / "missing_parent" / "x" / "preprocessor"),
       str(tmp_path / "no_such_vocab.txt"), True, 128)
   try:

@@ -149,7 +149,7 @@ def test_verify_text_serving_reports_a_mismatch(multi_bundle, monkeypatch):
                                         pairs=PAIRS, **parts)
   assert all(f["max_rel"] <= 1e-6 for f in figures["outputs"].values())
   # A tolerance nothing can meet: both signatures must be reported by name.
-  monkeypatch.setattr(serving.verify, "ENCODER_TOLERANCE", -1.0)
+  monkeypatch.setitem(serving.verify.TOLERANCES["serving"], "max_rel", -1.0)
   with pytest.raises(ValueError, match=r"does not match preprocessor \+ encoder: "
                                        r"serving_default.pooled_output: .*; "
                                        r"text_pair.pooled_output"):

@@ -9,7 +9,9 @@ from tests import testutil
 import tensorflow as tf
 import tensorflow_hub as hub
 
+import publish
 from preprocessors import export
+from preprocessors import signatures
 
 # Tiny vocab with hand-checkable ids.
 TINY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "d", "e",
@@ -44,6 +46,7 @@ def test_no_source_path_or_temp_dir_in_saved_model(tiny):
   assert tiny["src"].encode() not in pb
   assert b"source_vocab_dir" not in pb
   assert b".preprocessor_tmp_" not in pb
+  assert publish.TMP_INFIX.encode() not in pb
   assert tiny["root"].encode() not in pb
   assert tiny["leftovers"] == ["pre"]  # temp dir removed.
 
@@ -68,8 +71,8 @@ def test_attributes(tiny):
 
 def test_signatures_have_named_outputs(tiny):
   sigs = tiny["pre"].signatures
-  assert set(sigs.keys()) == {"serving_default", export.PAIR_SIGNATURE_NAME}
-  assert export.PAIR_SIGNATURE_NAME == "bert_pack_pair"
+  assert set(sigs.keys()) == {"serving_default", signatures.PAIR_SIGNATURE_NAME}
+  assert signatures.PAIR_SIGNATURE_NAME == "bert_pack_pair"
   single = sigs["serving_default"]
   assert set(single.structured_input_signature[1]) == {"sentences"}
   assert set(single.structured_outputs) == OUTPUTS
@@ -181,6 +184,22 @@ def test_save_fails_if_export_path_exists(tmp_path, tiny):
   with pytest.raises(FileExistsError, match="already exists"):
     export.save_preprocessor(tiny["path"], vocab_file="unused",
                              do_lower_case=True)
+
+
+def test_save_leaves_nothing_if_writing_fails(tmp_path, monkeypatch):
+  vocab_file = os.path.join(tmp_path, "vocab.txt")
+  with open(vocab_file, "w", encoding="utf-8") as f:
+    f.write("\n".join(TINY) + "\n")
+  out = os.path.join(tmp_path, "out")
+
+  def fail(*args, **kwargs):
+    raise OSError("disk full")
+
+  monkeypatch.setattr(tf.saved_model, "save", fail)
+  with pytest.raises(OSError, match="disk full"):
+    export.save_preprocessor(os.path.join(out, "pre"), vocab_file=vocab_file,
+                             do_lower_case=True, seq_length=8)
+  assert os.listdir(out) == []  # no pre/, no staging directory.
 
 
 @pytest.mark.parametrize("seq_length", [2, 0, 513, 128.0])

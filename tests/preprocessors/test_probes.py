@@ -4,6 +4,7 @@ FullTokenizer; expected ids are computed by FullTokenizer at test time."""
 import pytest
 import tensorflow as tf
 
+from preprocessors import probes
 from preprocessors import vocab
 from tests.preprocessors import conftest as c
 
@@ -112,3 +113,19 @@ def test_invalid_utf8_is_ignored_like_convert_to_unicode(casing, request):
          b"\xf4\x90\x80\x80y", b"\xc0\xafz", b"ok\x80\x80ok"]
   got = c.tokenize_all(pre, raw)
   assert got == [c.reference_ids(ft, r) for r in raw]
+
+
+@pytest.mark.parametrize("casing", ["uncased", "multi_cased"])
+def test_probe_sentences_pass_the_export_time_check(casing, request):
+  # The export-time check of hub_export compares the reloaded preprocessor with
+  # FullTokenizer on probes.PROBE_SENTENCES; every probe (incl. the invalid UTF-8
+  # bytes) must pass it, in both casings.
+  from hub_export import verify  # pylint: disable=g-import-not-at-top
+  vocab_file, lower = ((c.UNCASED_VOCAB, True) if casing == "uncased"
+                       else (c.MULTI_CASED_VOCAB, False))
+  sentences = probes.PROBE_SENTENCES
+  assert any(isinstance(s, bytes) for s in sentences)
+  figures = verify.verify_preprocessor(
+      request.getfixturevalue(f"{casing}_path"), vocab_path=vocab_file,
+      do_lower_case=lower, seq_length=128, sentences=sentences)
+  assert figures["sentences"] == figures["identical"] == len(sentences)

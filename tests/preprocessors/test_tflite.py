@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from preprocessors import signatures
 from preprocessors import tflite
 from tests.preprocessors import conftest as c
 from tests.preprocessors import test_probes
@@ -47,12 +48,12 @@ def test_converted_model_has_no_flex_ops(tflite_models, casing):
   ops = tflite.custom_ops(model)
   assert not [op for op in ops if op.startswith("Flex")], ops
   assert set(ops) <= tflite.ALLOWED_CUSTOM_OPS, ops
-  signatures = tflite.make_interpreter(model).get_signature_list()
-  assert signatures == {
+  signature_list = tflite.make_interpreter(model).get_signature_list()
+  assert signature_list == {
       "serving_default": {"inputs": ["sentences"],
-                          "outputs": sorted(tflite.OUTPUT_KEYS)},
+                          "outputs": sorted(signatures.OUTPUT_KEYS)},
       "bert_pack_pair": {"inputs": ["text_a", "text_b"],
-                         "outputs": sorted(tflite.OUTPUT_KEYS)}}
+                         "outputs": sorted(signatures.OUTPUT_KEYS)}}
 
 
 @pytest.mark.parametrize("casing", CASINGS)

@@ -7,10 +7,18 @@ import pytest
 from checkpoints import converter
 from checkpoints.config import MobileBertConfig
 from hub_export.squad import export as squad_export
+from hub_export.squad import features as features_lib
+from hub_export.squad import model as qa_model
 from tests import testutil
 
 XQUAD_EN = os.path.join(testutil.SHARED_DATA, "squad", "xquad", "xquad.en.json")
 SEQ_LENGTH = 128  # the tiny config has max_position_embeddings 128
+
+
+def read_file(tiny_squad: dict, name: str) -> bytes:
+  """The bytes of squad/`name` of the tiny export."""
+  with open(os.path.join(tiny_squad["dir"], name), "rb") as f:
+    return f.read()
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +39,16 @@ def tiny_squad(tmp_path_factory):
       squad_file=XQUAD_EN, calibration_questions=8, verify_questions=4,
       seq_length=SEQ_LENGTH, log=lambda _: None)
   return dict(dir=squad_dir, manifest=manifest, model=model, config=config)
+
+
+@pytest.fixture(scope="session")
+def fresh_windows(tiny_squad):
+  """Windows of XQuAD questions 20..27 (the export used 0..11) and their reference."""
+  examples = features_lib.read_squad_json(XQUAD_EN, limit=28)[20:]
+  m = tiny_squad["manifest"]
+  feats = features_lib.Featurizer(
+      testutil.UNCASED_VOCAB, do_lower_case=True, max_seq_length=SEQ_LENGTH,
+      doc_stride=m["doc_stride"], max_query_length=m["max_query_length"]).features(examples)
+  batches = list(features_lib.iter_batches(feats))
+  ref = qa_model.reference_outputs(tiny_squad["model"], batches)
+  return dict(examples=examples, features=feats, batches=batches, ref=ref)

@@ -1,6 +1,6 @@
 """Test-only reader of TFLite ModelMetadata flatbuffers, written from the schema.
 
-Independent of `hub_export/squad/tflite_metadata.py` (the writer under test): it reads
+Independent of `hub_export/squad/metadata_schema.py` (the writer under test): it reads
 the buffer with `flatbuffers.table.Table` at the vtable slots that tflite-support's
 `tensorflow_lite_support/metadata/metadata_schema.fbs` defines (file_identifier "M001";
 field k of a table is at vtable offset 4 + 2 k, a union field takes two: its `_type`

@@ -1,7 +1,7 @@
 """`export_main.py --task=squad`: flag wiring and the early error path.
 
-The squad/ artifacts themselves are tested through `export_squad` in
-test_squad_export.py (the same function the pipeline calls).
+The squad/ artifacts themselves are tested through `export.export_squad` (the function
+`options.SquadOptions.export` calls) in the other tests of this folder.
 """
 
 import os

@@ -7,7 +7,6 @@ under test (the generated library readers cannot be installed beside TF 2.20 and
 tf-models-official; see that module).
 """
 
-import dataclasses
 import io
 import os
 import zipfile
@@ -17,7 +16,8 @@ import pytest
 import tensorflow as tf
 from tensorflow.lite.tools import flatbuffer_utils
 
-from hub_export.squad import model as qa_model
+from hub_export.squad import constants
+from hub_export.squad import tflite_analysis
 from hub_export.squad import tflite_export
 from hub_export.squad import tflite_metadata as tm
 from tests import testutil
@@ -37,7 +37,7 @@ class _TinyQa(tf.Module):
     self.table = tf.constant(rng.normal(size=(64, 4)).astype(np.float32))
     self.w = tf.constant(rng.normal(size=(2, 4)).astype(np.float32))
     self.serve = tf.function(self._serve, input_signature=[
-        tf.TensorSpec([1, seq_length], tf.int32, name=n) for n in qa_model.INPUT_NAMES])
+        tf.TensorSpec([1, seq_length], tf.int32, name=n) for n in constants.INPUT_NAMES])
 
   def _serve(self, input_ids, input_mask, segment_ids):
     h = (tf.gather(self.table, input_ids % 64) * tf.cast(input_mask, tf.float32)[..., None]
@@ -102,7 +102,7 @@ def test_metadata_reads_back_with_schema_reader(with_meta):
 def test_metadata_names_follow_subgraph_tensor_order(with_meta):
   """Metadata entry i names subgraph tensor i (what FindTensorByName relies on)."""
   sg = _parse(with_meta)["subgraph_metadata"][0]
-  io_ = tflite_export.io_details(with_meta)
+  io_ = tflite_analysis.io_details(with_meta)
   got = [tm.TENSOR_NAMES[n] for n in io_["input_order"] + io_["output_order"]]
   assert got == [t["name"] for t in sg["input_tensor_metadata"] +
                  sg["output_tensor_metadata"]]
@@ -124,9 +124,9 @@ def test_outputs_bit_identical_and_tensors_unchanged(bare, with_meta):
   batches = [{"input_ids": rng.integers(0, 64, (1, S)),
               "input_mask": (np.arange(S) < rng.integers(3, S))[None].astype(np.int32),
               "segment_ids": (np.arange(S) > 5)[None].astype(np.int32)} for _ in range(4)]
-  before = tflite_export.run(bare, batches)
-  after = tflite_export.run(with_meta, batches)
-  for k in qa_model.OUTPUT_NAMES:
+  before = tflite_analysis.run(bare, batches)
+  after = tflite_analysis.run(with_meta, batches)
+  for k in constants.OUTPUT_NAMES:
     assert before[k].tobytes() == after[k].tobytes(), k
   a = flatbuffer_utils.convert_bytearray_to_object(bytearray(bare))
   b = flatbuffer_utils.convert_bytearray_to_object(bytearray(with_meta))
@@ -135,7 +135,7 @@ def test_outputs_bit_identical_and_tensors_unchanged(bare, with_meta):
     assert (x.data is None) == (y.data is None)
     if x.data is not None:
       assert np.array_equal(x.data, y.data)
-  assert tflite_export.op_counts(bare) == tflite_export.op_counts(with_meta)
+  assert tflite_analysis.op_counts(bare) == tflite_analysis.op_counts(with_meta)
 
 
 def test_same_inputs_give_same_bytes(bare, with_meta):
@@ -222,32 +222,6 @@ def test_add_metadata_fails_if_vocab_missing_or_empty(bare, tmp_path):
 def test_add_metadata_fails_on_non_tflite_bytes():
   with pytest.raises(ValueError, match="not a TFLite flatbuffer"):
     tm.add_metadata(b"\0" * 64, **ARGS)
-
-
-# min_parser_version rules (metadata_version.cc) on hand-built trees.
-
-def _tree(**subgraph_fields):
-  t = tm.TensorMetadata(name="x")
-  sg = tm.SubGraphMetadata(inputs=(t,), outputs=(t,))
-  return tm.ModelMetadata(subgraph=dataclasses.replace(sg, **subgraph_fields))
-
-
-def test_min_parser_version_rules():
-  vocab = tm.AssociatedFile("v.txt", type=tm.ASSOCIATED_FILE_VOCABULARY)
-  plain = tm.AssociatedFile("labels.txt")
-  assert _tree().min_parser_version() == "1.0.0"
-  assert _tree(associated_files=(plain,)).min_parser_version() == "1.0.0"
-  assert _tree(associated_files=(vocab,)).min_parser_version() == "1.0.1"
-  tensor = tm.TensorMetadata(name="x", associated_files=(vocab,))
-  assert _tree(inputs=(tensor,)).min_parser_version() == "1.0.1"
-  # A present (even empty) process-unit list is a 1.1.0 field.
-  assert _tree(output_process_units=()).min_parser_version() == "1.1.0"
-  assert _tree(input_process_units=(tm.BertTokenizer((vocab,)),)).min_parser_version() \
-      == "1.1.0"
-  # Read back: the written field equals the computed one.
-  meta = fbs.read(_tree(associated_files=(vocab,)).to_bytes())
-  assert meta["min_parser_version"] == "1.0.1"
-  assert meta["subgraph_metadata"][0]["input_process_units"] is None
 
 
 def test_task_library_caveats():

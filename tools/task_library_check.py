@@ -7,7 +7,7 @@ repository; set up a separate virtual environment once:
 
   python -m venv /tmp/tflite_support_venv
   /tmp/tflite_support_venv/bin/pip install tflite-support==0.4.4 libusb-package
-  /tmp/tflite_support_venv/bin/python hub_export/squad/task_library_check.py \
+  /tmp/tflite_support_venv/bin/python tools/task_library_check.py \
       --model=BUNDLE/squad/mobilebert_float_384.tflite \
       --vocab_file=BUNDLE/preprocessor/assets/vocab.txt
 

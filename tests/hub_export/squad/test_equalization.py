@@ -1,4 +1,4 @@
-"""int8 fidelity: the NoNorm shift/scale equalization (`model.calibrate_equalization`).
+"""int8 fidelity: the NoNorm shift/scale equalization (`equalization.calibrate_equalization`).
 
 Truths: the reference forward (Model Garden's encoder + SQuAD head), the algebra's own
 claim (the carried tensors span [-1, 1] per channel on the calibration windows), and
@@ -14,10 +14,13 @@ import tensorflow as tf
 
 from checkpoints import converter
 from checkpoints.config import MobileBertConfig
-from hub_export.squad import export as squad_export
+from hub_export import verify
+from hub_export.squad import constants
+from hub_export.squad import equalization
 from hub_export.squad import features as features_lib
+from hub_export.squad import forward
 from hub_export.squad import model as qa_model
-from hub_export.squad import squad_eval
+from hub_export.squad import tflite_analysis
 from hub_export.squad import tflite_export
 from tests.hub_export.squad.conftest import XQUAD_EN
 from tests import testutil
@@ -35,23 +38,23 @@ def _windows(seq, first, count, limit=None):
 
 
 def _args(batch):
-  return [tf.constant(batch[k]) for k in qa_model.INPUT_NAMES]
+  return [tf.constant(batch[k]) for k in constants.INPUT_NAMES]
 
 
 def test_equalized_forward_is_exact_and_carries_unit_ranges(tiny_squad):
   model = tiny_squad["model"]
-  weights = qa_model.QaWeights.from_model(model)
+  weights = forward.QaWeights.from_model(model)
   cal = _windows(128, 0, 3, limit=4)
-  eq = qa_model.calibrate_equalization(weights, cal, seq_length=128, alpha=1.0)
+  eq = equalization.calibrate_equalization(weights, cal, seq_length=128, alpha=1.0)
   # Every NoNorm output of the network is re-parametrized: embeddings + 2 blocks x
   # (bottleneck in, kq, attention, 4 ffn, bottleneck out).
   assert len(eq) == 1 + 2 * 8
-  fwd = qa_model.QaForward(weights, seq_length=128, equalization=eq)
+  fwd = forward.QaForward(weights, seq_length=128, equalization=eq)
   fwd._record = {}  # pylint: disable=protected-access
   for batch in cal + _windows(128, 30, 2, limit=2):
     got = fwd(*_args(batch))
     ref = qa_model.reference_logits(model, *_args(batch))
-    for k in qa_model.OUTPUT_NAMES:
+    for k in constants.OUTPUT_NAMES:
       r = ref[k].numpy()
       assert np.max(np.abs(got[k].numpy() - r)) <= 1e-5 * np.max(np.abs(r)), k
   # alpha 1: on the calibration windows alone each carried channel spans exactly [-1, 1].
@@ -64,16 +67,16 @@ def test_equalized_forward_is_exact_and_carries_unit_ranges(tiny_squad):
 
 
 def test_equalization_fails_on_layer_norm_bad_alpha_or_no_windows(tiny_squad):
-  weights = qa_model.QaWeights.from_model(tiny_squad["model"])
-  ln = qa_model.QaWeights(config=dataclasses.replace(weights.config,
+  weights = forward.QaWeights.from_model(tiny_squad["model"])
+  ln = forward.QaWeights(config=dataclasses.replace(weights.config,
                                                      normalization_type="layer_norm"),
                           values=weights.values)
   with pytest.raises(ValueError, match="normalization_type='layer_norm'"):
-    qa_model.calibrate_equalization(ln, _windows(128, 0, 1, limit=1), seq_length=128)
+    equalization.calibrate_equalization(ln, _windows(128, 0, 1, limit=1), seq_length=128)
   with pytest.raises(ValueError, match=r"alpha=1.5 must be in \[0, 1\]"):
-    qa_model.calibrate_equalization(weights, [], seq_length=128, alpha=1.5)
+    equalization.calibrate_equalization(weights, [], seq_length=128, alpha=1.5)
   with pytest.raises(ValueError, match="at least one calibration window"):
-    qa_model.calibrate_equalization(weights, [], seq_length=128)
+    equalization.calibrate_equalization(weights, [], seq_length=128)
 
 
 @pytest.mark.parametrize("seed", [2, 3])
@@ -81,16 +84,16 @@ def test_int8_sqnr_on_deeper_seeded_checkpoints(tmp_path, seed):
   cfg = testutil.tiny_config(num_hidden_layers=DEEP_LAYERS)
   prefix = testutil.write_checkpoint(str(tmp_path / "ckpt"), cfg, seed=seed, with_squad=True)
   model, _ = converter.load_model(prefix, MobileBertConfig.from_dict(cfg), with_mlm=False)
-  weights = qa_model.QaWeights.from_model(model)
+  weights = forward.QaWeights.from_model(model)
   cal = _windows(DEEP_SEQ, 0, 8)
   held_out = _windows(DEEP_SEQ, 40, 4, limit=8)
-  ref = squad_export.reference_outputs(model, held_out)
-  bound = squad_export.TOLERANCES["int8_target_sqnr_db"]
-  got = tflite_export.run(tflite_export.convert_int8(weights, cal, seq_length=DEEP_SEQ),
+  ref = qa_model.reference_outputs(model, held_out)
+  bound = verify.TOLERANCES["squad_int8"]["target_sqnr_db"]
+  got = tflite_analysis.run(tflite_export.convert_int8(weights, cal, seq_length=DEEP_SEQ),
                           held_out)
-  for k in qa_model.OUTPUT_NAMES:
-    assert squad_eval.sqnr_db(got[k], ref[k]) >= bound, (seed, k)
+  for k in constants.OUTPUT_NAMES:
+    assert verify.sqnr_db(got[k], ref[k]) >= bound, (seed, k)
   if seed == 2:  # Without the equalization this checkpoint's int8 end logits collapse.
-    plain = tflite_export.run(tflite_export.convert_int8(
+    plain = tflite_analysis.run(tflite_export.convert_int8(
         weights, cal, seq_length=DEEP_SEQ, equalize=False), held_out)
-    assert squad_eval.sqnr_db(plain["end_logits"], ref["end_logits"]) < bound
+    assert verify.sqnr_db(plain["end_logits"], ref["end_logits"]) < bound

@@ -1,4 +1,4 @@
-"""nli_data: strict readers on the real XNLI/MNLI files and on malformed files; the order."""
+"""finetune.data: strict readers on the real XNLI/MNLI files and on malformed files; the order."""
 
 import csv
 import glob
@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from hub_export import nli_data
+from hub_export.finetune import data as nli_data
 from tests import testutil
 
 XNLI_DIR = os.path.join(testutil.SHARED_DATA, "xnli", "xtreme_dev")

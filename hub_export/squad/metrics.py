@@ -7,10 +7,11 @@ removing ASCII punctuation (`string.punctuation`), the articles a/an/the and ext
 whitespace; EM is exact equality after normalization, F1 the bag-of-tokens F1; both
 take the max over the ground truths and the mean over ALL questions of the dataset (an
 unanswered question scores 0); reported in percent like the official script's JSON.
-`tests/hub_export/squad/test_squad_eval.py` holds this to the official copy.
+`tests/hub_export/squad/test_metrics.py` holds this to the official copy.
 
 Fidelity (variant vs. the float SavedModel, on the same windows):
-* logit SQNR in dB: 10 log10(sum(ref^2) / sum((got - ref)^2)), per output;
+* logit SQNR in dB: 10 log10(sum(ref^2) / sum((got - ref)^2)), per output
+  (`hub_export.verify.sqnr_db`);
 * start/end argmax agreement: fraction of windows whose argmax position is the same;
 * answer agreement F1: the official F1 of the variant's answer text taking the float
   model's answer as the only ground truth, mean over questions (and the EM alike).
@@ -22,6 +23,8 @@ import string
 from typing import Dict, Iterable, List
 
 import numpy as np
+
+from hub_export import verify
 
 _PUNCT = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -100,22 +103,6 @@ def subset(dataset: List[dict], qids: Iterable[str]) -> List[dict]:
   return out
 
 
-def sqnr_db(got, ref) -> float:
-  """Signal-to-quantization-noise ratio of `got` against `ref`, in dB (inf if equal).
-
-  Raises:
-    ValueError: shapes differ.
-  """
-  got = np.asarray(got, np.float64)
-  ref = np.asarray(ref, np.float64)
-  if got.shape != ref.shape:
-    raise ValueError(f"shapes differ: {got.shape} vs reference {ref.shape}")
-  noise = float(np.sum((got - ref) ** 2))
-  if noise == 0.0:
-    return float("inf")
-  return float(10.0 * np.log10(float(np.sum(ref ** 2)) / noise))
-
-
 def fidelity(got: dict, ref: dict, got_answers: Dict[str, str],
              ref_answers: Dict[str, str]) -> dict:
   """Fidelity of a variant against the float model (see the module docstring).
@@ -132,7 +119,7 @@ def fidelity(got: dict, ref: dict, got_answers: Dict[str, str],
   out = {"sqnr_db": {}, "argmax_agreement": {}, "max_abs_diff": {}}
   for k in sorted(ref):
     g, r = np.asarray(got[k]), np.asarray(ref[k])
-    out["sqnr_db"][k] = sqnr_db(g, r)
+    out["sqnr_db"][k] = verify.sqnr_db(g, r)
     out["argmax_agreement"][k] = float(np.mean(g.argmax(-1) == r.argmax(-1)))
     out["max_abs_diff"][k] = float(np.max(np.abs(g - r)))
   qids = sorted(ref_answers)

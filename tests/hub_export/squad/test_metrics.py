@@ -6,7 +6,8 @@ import math
 import pytest
 from official.nlp.tools import squad_evaluate_v1_1 as official
 
-from hub_export.squad import squad_eval
+from hub_export import verify
+from hub_export.squad import metrics
 from tests.hub_export.squad.conftest import XQUAD_EN
 
 TRICKY = ["The Denver Broncos", "denver broncos.", "  a   Panthers!!", "An apple, the pie",
@@ -35,7 +36,7 @@ def _fixed_predictions(data):
 
 def test_normalization_matches_official():
   for s in TRICKY:
-    assert squad_eval.normalize_answer(s) == official._normalize_answer(s), s  # pylint: disable=protected-access
+    assert metrics.normalize_answer(s) == official._normalize_answer(s), s  # pylint: disable=protected-access
 
 
 def test_em_f1_match_official_script_on_fixed_prediction_file(tmp_path):
@@ -45,7 +46,7 @@ def test_em_f1_match_official_script_on_fixed_prediction_file(tmp_path):
   path = tmp_path / "predictions.json"
   path.write_text(json.dumps(preds))
   preds = json.loads(path.read_text())
-  ours = squad_eval.evaluate(data, preds)
+  ours = metrics.evaluate(data, preds)
   theirs = official.evaluate(data, preds)
   assert ours["total"] == 1190 and ours["answered"] == len(preds)
   assert ours["exact_match"] == pytest.approx(100.0 * theirs["exact_match"], abs=1e-9)
@@ -58,32 +59,32 @@ def test_subset_keeps_only_named_questions():
   with open(XQUAD_EN) as f:
     data = json.load(f)["data"]
   first = [qa["id"] for qa in data[0]["paragraphs"][0]["qas"]][:2]
-  sub = squad_eval.subset(data, first)
+  sub = metrics.subset(data, first)
   assert [qa["id"] for a in sub for p in a["paragraphs"] for qa in p["qas"]] == first
 
 
 def test_sqnr_hand_checked():
   # signal 1 + 1 = 2, noise 0.01 + 0.01 = 0.02 -> 10 log10(100) = 20 dB.
-  assert squad_eval.sqnr_db([[1.1, 0.9]], [[1.0, 1.0]]) == pytest.approx(20.0)
-  assert math.isinf(squad_eval.sqnr_db([[1.0]], [[1.0]]))
+  assert verify.sqnr_db([[1.1, 0.9]], [[1.0, 1.0]]) == pytest.approx(20.0)
+  assert math.isinf(verify.sqnr_db([[1.0]], [[1.0]]))
 
 
 def test_sqnr_fails_on_shape_mismatch():
   with pytest.raises(ValueError, match="shapes differ"):
-    squad_eval.sqnr_db([[1.0, 2.0]], [[1.0]])
+    verify.sqnr_db([[1.0, 2.0]], [[1.0]])
 
 
 def test_evaluate_fails_on_question_without_answers():
   data = [{"paragraphs": [{"context": "x", "qas": [{"id": "q1", "question": "?",
                                                      "answers": []}]}]}]
   with pytest.raises(ValueError, match="q1 has no answers"):
-    squad_eval.evaluate(data, {"q1": "x"})
+    metrics.evaluate(data, {"q1": "x"})
 
 
 def test_fidelity_answer_agreement():
   ref = {"end_logits": [[0.0, 1.0]], "start_logits": [[1.0, 0.0]]}
   got = {"end_logits": [[0.0, 1.0]], "start_logits": [[0.0, 1.0]]}
-  fig = squad_eval.fidelity(got, ref, {"a": "Denver Broncos", "b": "x"},
+  fig = metrics.fidelity(got, ref, {"a": "Denver Broncos", "b": "x"},
                             {"a": "the Denver Broncos", "b": "y"})
   assert fig["argmax_agreement"] == {"end_logits": 1.0, "start_logits": 0.0}
   assert fig["answer_em"] == pytest.approx(50.0) and fig["answer_f1"] == pytest.approx(50.0)

@@ -7,13 +7,16 @@ float precision, the int8 ones within the export's SQNR bound.
 
 import json
 import os
+import subprocess
+import sys
 
 from official.nlp.tools import squad_evaluate_v1_1 as official
 
+from hub_export import verify
 from hub_export.squad import evaluate
-from hub_export.squad import export as squad_export
 from hub_export.squad import onnx_export
 from hub_export.squad import tflite_export
+from tests import testutil
 from tests.hub_export.squad.conftest import XQUAD_EN
 
 N_QUESTIONS = 6
@@ -50,7 +53,7 @@ def test_cli_reports_every_variant_with_official_scores(tiny_squad, tmp_path, ca
     assert abs(e["all"]["exact_match"] - 100.0 * want["exact_match"]) < 1e-9, name
     fid = e["fidelity"]
     if "int8" in name:
-      assert min(fid["sqnr_db"].values()) >= squad_export.TOLERANCES["int8_target_sqnr_db"], name
+      assert min(fid["sqnr_db"].values()) >= verify.TOLERANCES["squad_int8"]["target_sqnr_db"], name
     else:
       assert min(fid["sqnr_db"].values()) >= 60.0, name  # float: ~1e-6 relative error
       assert fid["answer_f1"] == 100.0 and preds == report["variants"][
@@ -66,3 +69,13 @@ def test_cli_fails_cleanly_without_saved_model(tmp_path, capsys):
   assert code == 1
   assert "has no saved_model/" in capsys.readouterr().err
   assert os.listdir(tmp_path) == []
+
+
+def test_module_runs_as_a_program(tmp_path):
+  """`python -m hub_export.squad.evaluate` reaches `main` and exits with its code."""
+  proc = subprocess.run(
+      [sys.executable, "-m", "hub_export.squad.evaluate", f"--squad_dir={tmp_path}",
+       f"--squad_file={XQUAD_EN}"], cwd=testutil.REPO, capture_output=True, text=True,
+      check=False)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert "has no saved_model/" in proc.stderr

@@ -1,0 +1,187 @@
+"""The NLI classifier: the trainable Keras model and its verified serving SavedModel.
+
+The model is BERT's classifier head on the bundle's encoder (google-research/bert
+`run_classifier.py` `create_model`): `pooled_output` -> dropout -> dense, 3 logits in
+the order of `data.LABELS`, kernel initialized TruncatedNormal(0.02).
+"""
+
+import os
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_hub as hub
+import tf_keras
+
+import publish
+from hub_export import verify
+from hub_export.finetune import data
+from hub_export.finetune import input_pipeline
+from hub_export.finetune.config import FinetuneError
+
+SERVING_OUTPUTS = ("probabilities", "label")
+PROBE_PAIRS = (
+    ("And he said, Mama, I'm home.", "He didn't say a word."),
+    ("Der Hund schläft.", "Ein Tier ruht sich aus."),
+    ("東京は日本の首都です。", "東京は都市です。"),
+    ("Москва — столица России.", "", ),
+    ("", "Nothing at all."),
+)
+
+
+def build_classifier(encoder, *, seq_length: int, dropout_rate: float = 0.1,
+                     seed: int = 0) -> tf_keras.Model:
+  """The classifier: encoder pooled_output -> dropout -> dense 3 logits.
+
+  Args:
+    encoder: the bundle's encoder/ directory or its loaded SavedModel object.
+    seq_length: S of the int32 [B, S] inputs.
+    dropout_rate: dropout before the head.
+    seed: seeds the head initializer (TruncatedNormal stddev 0.02, BERT's
+      `initializer_range`) and the dropout.
+
+  Returns:
+    A tf_keras Model: dict `input_word_ids`, `input_mask`, `input_type_ids` int32 [B, S]
+    -> logits float32 [B, 3] in the order of `data.LABELS`. Its layer `encoder` is
+    the `hub.KerasLayer(..., trainable=True)`, its layer `classifier` the dense head.
+  """
+  features = {k: tf_keras.Input(shape=(seq_length,), dtype=tf.int32, name=k)
+              for k in ("input_word_ids", "input_mask", "input_type_ids")}
+  encoder_layer = hub.KerasLayer(encoder, trainable=True, name="encoder")
+  pooled = encoder_layer(features)["pooled_output"]
+  pooled = tf_keras.layers.Dropout(dropout_rate, seed=seed, name="dropout")(pooled)
+  logits = tf_keras.layers.Dense(
+      len(data.LABELS), name="classifier",
+      kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02, seed=seed))(pooled)
+  return tf_keras.Model(features, logits, name="nli_classifier")
+
+
+class _ServingClassifier(tf.Module):
+  """Raw premise/hypothesis strings -> label probabilities and names (see export_classifier)."""
+
+  def __init__(self, preprocessor, encoder, kernel, bias, seq_length: int):
+    super().__init__(name="nli_classifier")
+    self.preprocessor = preprocessor
+    self.encoder = encoder
+    self.kernel = tf.Variable(kernel, trainable=False, name="classifier/kernel")
+    self.bias = tf.Variable(bias, trainable=False, name="classifier/bias")
+    self.label_names = tf.Variable(list(data.LABELS), trainable=False,
+                                   name="label_names", dtype=tf.string)
+    self.seq_length = tf.Variable(seq_length, trainable=False, name="seq_length",
+                                  dtype=tf.int32)
+    self._seq_length = seq_length
+
+  def _classify(self, premise, hypothesis):
+    features = input_pipeline.pack_pairs(self.preprocessor, premise, hypothesis,
+                                         self._seq_length)
+    pooled = self.encoder(features, training=False)["pooled_output"]
+    probabilities = tf.nn.softmax(tf.matmul(pooled, self.kernel) + self.bias, axis=-1)
+    label = tf.gather(self.label_names, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
+    return {"probabilities": probabilities, "label": label}
+
+  @tf.function(input_signature=[{
+      "premise": tf.TensorSpec([None], tf.string, name="premise"),
+      "hypothesis": tf.TensorSpec([None], tf.string, name="hypothesis")}], autograph=False)
+  def __call__(self, inputs):
+    return self._classify(inputs["premise"], inputs["hypothesis"])
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="premise"),
+                                tf.TensorSpec([None], tf.string, name="hypothesis")],
+               autograph=False)
+  def serve(self, premise, hypothesis):
+    return self._classify(premise, hypothesis)
+
+
+def export_classifier(export_dir: str, *, bundle_dir: str, checkpoint: str, seq_length: int,
+                      dropout_rate: float = 0.1,
+                      log: Callable[[str], None] = print) -> str:
+  """Writes the serving classifier SavedModel from a fine-tuning checkpoint, verified.
+
+  The SavedModel chains the bundle's preprocessor (pair packing at `seq_length`), the
+  fine-tuned encoder and the dense head:
+    * signature `serving_default`: `premise`, `hypothesis` string [B] ->
+      `probabilities` float32 [B, 3] (columns in the order of `label_names`) and `label`
+      string [B] (the most probable of 'entailment', 'neutral', 'contradiction');
+    * `__call__({"premise": ..., "hypothesis": ...})`: the same dict, for
+      `tf.saved_model.load` and `hub.KerasLayer`;
+    * attributes `label_names` (string [3]) and `seq_length` (int32), non-trainable.
+  Loading needs `import tensorflow_text` (the tokenizer's ops).
+
+  It is written through `publish.atomic_directory(export_dir)`: saved into a staging
+  directory beside `export_dir`, reloaded from disk and compared with the restored
+  in-memory classifier on `PROBE_PAIRS` (max |difference of probabilities| <=
+  `verify.TOLERANCES["classifier"]["max_abs_probability"]`, same labels); only then
+  renamed into place. On any failure nothing is left at `export_dir`.
+
+  Args:
+    export_dir: the new directory to write.
+    bundle_dir: the bundle that was fine-tuned (its preprocessor/ and encoder/).
+    checkpoint: a tf.train checkpoint of `build_classifier`'s model (e.g.
+      `tf.train.latest_checkpoint(model_dir)`).
+    seq_length: S the classifier packs pairs to.
+    dropout_rate: as in training (inactive at serving; the model must match the
+      checkpoint).
+    log: receives the final line with the measured probe difference.
+
+  Returns:
+    `export_dir`.
+
+  Raises:
+    FileExistsError: `export_dir` exists.
+    FinetuneError: no checkpoint, or the reloaded model disagrees (figures named).
+    publish.PublishError: the directory beside `export_dir` cannot be written.
+  """
+  if os.path.lexists(export_dir):
+    raise FileExistsError(f"{export_dir} already exists; pass a new export directory")
+  if not checkpoint:
+    raise FinetuneError("no fine-tuning checkpoint to export; train first (--model_dir)")
+  preprocessor = input_pipeline.load_preprocessor(bundle_dir)
+  encoder = tf.saved_model.load(os.path.join(bundle_dir, "encoder"))
+  model = build_classifier(encoder, seq_length=seq_length, dropout_rate=dropout_rate)
+  tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial() \
+      .assert_existing_objects_matched()
+  head = model.get_layer("classifier")
+  module = _ServingClassifier(preprocessor, encoder, head.kernel.numpy(), head.bias.numpy(),
+                              seq_length)
+  premises = tf.constant([p for p, _ in PROBE_PAIRS])
+  hypotheses = tf.constant([h for _, h in PROBE_PAIRS])
+  features = input_pipeline.pack_pairs(preprocessor, premises, hypotheses, seq_length)
+  want = tf.nn.softmax(model(features, training=False)).numpy()
+  with publish.atomic_directory(export_dir) as work:
+    tf.saved_model.save(module, work, signatures={
+        "serving_default": module.serve.get_concrete_function()})
+    reloaded = tf.saved_model.load(work)
+    got = reloaded.signatures["serving_default"](premise=premises, hypothesis=hypotheses)
+    diff = _check_reloaded(got, want)
+  log(f"Serving classifier written to {export_dir} (probe max |probability difference| "
+      f"{diff:.2e})")
+  return export_dir
+
+
+def _check_reloaded(got: dict, want: np.ndarray) -> float:
+  """Compares the reloaded signature's outputs with the in-memory probabilities.
+
+  Args:
+    got: the reloaded `serving_default` outputs (`probabilities` float32 [N, 3],
+      `label` string [N]).
+    want: the in-memory classifier's probabilities, float32 [N, 3].
+
+  Returns:
+    max |probability difference|.
+
+  Raises:
+    FinetuneError: other outputs than `SERVING_OUTPUTS`, a difference above
+      `verify.TOLERANCES["classifier"]["max_abs_probability"]`, or other labels.
+  """
+  if sorted(got) != sorted(SERVING_OUTPUTS):
+    raise FinetuneError(f"the exported serving signature returns {sorted(got)}, expected "
+                        f"{sorted(SERVING_OUTPUTS)}")
+  tolerance = verify.TOLERANCES["classifier"]["max_abs_probability"]
+  diff = float(np.max(np.abs(got["probabilities"].numpy() - want)))
+  want_labels = [data.LABELS[i] for i in np.argmax(want, axis=-1)]
+  got_labels = [x.decode() for x in got["label"].numpy()]
+  if not diff <= tolerance or got_labels != want_labels:
+    raise FinetuneError(f"the reloaded classifier disagrees with the checkpoint: max "
+                        f"|probability difference| {diff:.3g} (tolerance "
+                        f"{tolerance:g}), labels {got_labels} vs {want_labels}")
+  return diff

@@ -1,0 +1,124 @@
+"""The settings of a fine-tuning run: a frozen, checked `FinetuneConfig`.
+
+This module needs neither TensorFlow nor the bundle's code, so the command line can
+parse and check its flags before anything heavy is imported.
+"""
+
+import dataclasses
+import os
+from typing import Dict, Optional, Sequence
+
+from hub_export.finetune import data
+
+STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
+EVAL_SPLITS = ("dev", "test")
+
+
+class FinetuneError(ValueError):
+  """Bad or contradictory settings; the message names the values and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+  """Everything a fine-tuning run needs (the CLI flags, typed).
+
+  Attributes:
+    bundle_dir: an exported bundle (encoder/ and preprocessor/).
+    model_dir: checkpoints, summaries, run_config.json and eval results go here.
+    train_file: GLUE MNLI train.tsv, an XTREME-format file, or a prepared TFDS split
+      `tfds:multi_nli/train` (see `hub_export.finetune.data`).
+    train_format: 'auto', 'glue_mnli' or 'xtreme'.
+    max_train_examples: use only the first N training pairs (None: all).
+    eval_dir: directory with XTREME `{eval_split}-{lang}.tsv` files, or `tfds:xnli`.
+    eval_files: explicit {lang: path}, overriding `eval_dir` per language.
+    eval_languages: languages to evaluate, in table order (default the 15 of XNLI).
+    eval_split: 'dev' or 'test'.
+    max_eval_examples: evaluate the first N pairs per language (None: all).
+    seq_length: packed length S of a pair, [CLS] a [SEP] b [SEP] (3..512).
+    batch_size: global training batch size (divisible by the number of replicas).
+    eval_batch_size: global evaluation batch size.
+    learning_rate: peak learning rate, reached after warm-up.
+    warmup_proportion: fraction of the training steps with linear warm-up.
+    num_epochs: passes over the training data (used when num_train_steps is None).
+    num_train_steps: total optimizer steps (overrides num_epochs).
+    dropout_rate: dropout on pooled_output before the dense head.
+    weight_decay_rate: AdamW decoupled weight decay.
+    seed: seeds the data order, the head initializer and dropout.
+    distribution_strategy: one of `STRATEGIES`.
+    tpu: TPU address/name for 'tpu' ('' = the local or environment TPU).
+    log_every: print progress and write train summaries every N steps.
+    checkpoint_every: save a checkpoint every N steps (and at the end).
+    export_dir: write the serving classifier SavedModel here (must not exist).
+    tfds_data_dir: TFDS data directory for `tfds:` sources (None: TFDS's default).
+  """
+  bundle_dir: str
+  model_dir: str
+  train_file: str
+  train_format: str = "auto"
+  max_train_examples: Optional[int] = None
+  eval_dir: Optional[str] = None
+  eval_files: Optional[Dict[str, str]] = None
+  eval_languages: Sequence[str] = data.XNLI_LANGUAGES
+  eval_split: str = "dev"
+  max_eval_examples: Optional[int] = None
+  seq_length: int = 128
+  batch_size: int = 32
+  eval_batch_size: int = 64
+  learning_rate: float = 5e-5
+  warmup_proportion: float = 0.1
+  num_epochs: Optional[float] = 2.0
+  num_train_steps: Optional[int] = None
+  dropout_rate: float = 0.1
+  weight_decay_rate: float = 0.01
+  seed: int = 0
+  distribution_strategy: str = "one_device"
+  tpu: str = ""
+  log_every: int = 100
+  checkpoint_every: int = 1000
+  export_dir: Optional[str] = None
+  tfds_data_dir: Optional[str] = None
+
+  def check(self) -> None:
+    """Checks every value, then raises once for all the problems found.
+
+    Raises:
+      FinetuneError: any bad or contradictory value; the message names each flag, its
+        value and the valid range, joined by "; ".
+    """
+    problems = []
+    for name in ("encoder", "preprocessor"):
+      if not os.path.isfile(os.path.join(self.bundle_dir, name, "saved_model.pb")):
+        problems.append(f"--bundle_dir={self.bundle_dir} has no {name}/saved_model.pb; pass "
+                        "a bundle written by export_main.py")
+    if self.train_format not in data.FORMATS:
+      problems.append(f"--train_format={self.train_format} is not one of "
+                      f"{list(data.FORMATS)}")
+    if not 3 <= self.seq_length <= 512:
+      problems.append(f"--seq_length={self.seq_length} must be in [3, 512] (a pair needs "
+                      "[CLS] and two [SEP])")
+    for name in ("batch_size", "eval_batch_size", "log_every", "checkpoint_every"):
+      if getattr(self, name) < 1:
+        problems.append(f"--{name}={getattr(self, name)} must be >= 1")
+    if not self.learning_rate > 0:
+      problems.append(f"--learning_rate={self.learning_rate} must be > 0")
+    if not 0 <= self.warmup_proportion < 1:
+      problems.append(f"--warmup_proportion={self.warmup_proportion} must be in [0, 1)")
+    if not 0 <= self.dropout_rate < 1:
+      problems.append(f"--dropout_rate={self.dropout_rate} must be in [0, 1)")
+    if self.num_train_steps is None and (self.num_epochs is None or not self.num_epochs > 0):
+      problems.append("pass --num_epochs > 0 or --num_train_steps >= 1")
+    if self.num_train_steps is not None and self.num_train_steps < 1:
+      problems.append(f"--num_train_steps={self.num_train_steps} must be >= 1")
+    if self.distribution_strategy not in STRATEGIES:
+      problems.append(f"--distribution_strategy={self.distribution_strategy} is not one of "
+                      f"{list(STRATEGIES)}")
+    if self.eval_split not in EVAL_SPLITS:
+      problems.append(f"--eval_split={self.eval_split} must be 'dev' or 'test'")
+    for name in ("max_train_examples", "max_eval_examples"):
+      value = getattr(self, name)
+      if value is not None and value < 1:
+        problems.append(f"--{name}={value} must be >= 1 (or unset for all)")
+    if self.export_dir and os.path.lexists(self.export_dir):
+      problems.append(f"--export_dir={self.export_dir} already exists; pass a new directory")
+    if problems:
+      raise FinetuneError("; ".join(problems))

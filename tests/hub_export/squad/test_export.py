@@ -1,0 +1,70 @@
+"""`export.export_squad`: the squad manifest, argument errors, nothing left on failure."""
+
+import json
+import os
+
+import pytest
+
+from checkpoints import model as model_lib
+from hub_export import errors
+from hub_export import verify
+from hub_export.squad import checks
+from hub_export.squad import constants
+from hub_export.squad import export as squad_export
+from hub_export.squad import onnx_export
+from hub_export.squad import tflite_export
+from tests import testutil
+from tests.hub_export.squad.conftest import SEQ_LENGTH, XQUAD_EN
+
+TFLITE = (tflite_export.FLOAT_FILE, tflite_export.GPU_FILE, tflite_export.INT8_FILE,
+          tflite_export.NNAPI_FILE)
+
+
+def test_manifest_records_checks(tiny_squad):
+  m = tiny_squad["manifest"]
+  assert m["squad_head"] == "from the checkpoint"
+  assert set(m["files"]) == set(TFLITE) | {onnx_export.FLOAT_FILE, onnx_export.INT8_FILE}
+  assert m["checks"][tflite_export.GPU_FILE]["gpu_findings"] == []
+  assert os.path.isfile(os.path.join(tiny_squad["dir"], constants.MANIFEST))
+  assert m["tolerances"] == {"squad_float": verify.TOLERANCES["squad_float"],
+                             "squad_int8": verify.TOLERANCES["squad_int8"]}
+  # The default masking mode, -6 on padded keys in float and int8 alike.
+  assert tiny_squad["model"].attention_mask == model_lib.DEFAULT_ATTENTION_MASK == "original"
+  assert (m["attention_mask"], m["float_mask_value"], m["quant_mask_value"]) == (
+      "original", model_lib.ORIGINAL_MASKED_SCORE, model_lib.ORIGINAL_MASKED_SCORE)
+  with open(os.path.join(tiny_squad["dir"], constants.MANIFEST)) as f:
+    assert json.load(f)["attention_mask"] == "original"
+  # Published by renaming: no staging directory is left beside squad/.
+  assert sorted(os.listdir(os.path.dirname(tiny_squad["dir"]))) == ["ckpt", "squad"]
+
+
+def test_export_fails_without_calibration_room(tmp_path, tiny_squad):
+  with pytest.raises(ValueError, match="calibration_questions=0"):
+    squad_export.export_squad(str(tmp_path / "s"), tiny_squad["model"],
+                              vocab_file=testutil.UNCASED_VOCAB, do_lower_case=True,
+                              squad_file=XQUAD_EN, calibration_questions=0)
+  assert not os.path.exists(tmp_path / "s")
+
+
+def test_export_fails_if_squad_dir_exists(tmp_path, tiny_squad):
+  (tmp_path / "s").mkdir()
+  with pytest.raises(FileExistsError, match="already exists"):
+    squad_export.export_squad(str(tmp_path / "s"), tiny_squad["model"],
+                              vocab_file=testutil.UNCASED_VOCAB, do_lower_case=True,
+                              squad_file=XQUAD_EN, seq_length=SEQ_LENGTH)
+  assert os.listdir(tmp_path / "s") == []
+
+
+def test_export_fails_on_a_failed_check_and_leaves_nothing(tmp_path, tiny_squad,
+                                                           monkeypatch):
+  monkeypatch.setitem(verify.TOLERANCES["squad_float"], "max_rel", -1.0)
+  with pytest.raises(checks.SquadExportError,
+                     match=r"squad/saved_model: end_logits differs .* over the -1 bound"):
+    squad_export.export_squad(str(tmp_path / "s"), tiny_squad["model"],
+                              vocab_file=testutil.UNCASED_VOCAB, do_lower_case=True,
+                              squad_file=XQUAD_EN, calibration_questions=1,
+                              verify_questions=1, seq_length=SEQ_LENGTH,
+                              log=lambda _: None)
+  assert os.listdir(tmp_path) == []  # neither squad/ nor its staging directory
+  assert issubclass(checks.SquadExportError, errors.ExportError)
+  assert issubclass(checks.SquadExportError, ValueError)
