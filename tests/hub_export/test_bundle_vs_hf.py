@@ -6,6 +6,7 @@ default `original` attention masking and in `model_garden`, on probes with no pa
 heavy padding and padding of several lengths.
 """
 
+import hashlib
 import json
 import os
 
@@ -106,3 +107,33 @@ def test_the_two_bundles_differ_only_on_padded_rows(bundles):
   scale = np.abs(b).max()
   assert np.abs(a[[0, 2]] - b[[0, 2]]).max() <= TOLERANCE * scale  # no padding: same
   assert np.abs(a[1, :3] - b[1, :3]).max() > 100 * TOLERANCE * scale  # padded row: not
+
+
+@pytest.mark.slow
+def test_full_size_demo_bundle_matches_original_reference(full_demo_bundle, tmp_path):
+  """The released 24-block config, exported with the default masking, reloaded from disk,
+  against the reference on rows with no padding and heavy padding (1e-4: the float32
+  drift of 24 NoNorm blocks, see test_hf_parity.py)."""
+  from checkpoints import tf1_writer  # pylint: disable=g-import-not-at-top
+  source = str(tmp_path / "demo_ckpt")  # The demo's seeded checkpoint, written again.
+  prefix = tf1_writer.write_demo_checkpoint_dir(source, "en_uncased", seed=0)
+  with open(os.path.join(source, "bert_config.json")) as f:
+    bert_config = json.load(f)
+  with open(os.path.join(full_demo_bundle["dir"], "manifest.json")) as f:
+    manifest = json.load(f)
+  assert manifest["attention_mask"]["mode"] == "original"
+  assert manifest["source"]["checkpoint_sha256"] == {
+      n: hashlib.sha256(open(os.path.join(source, n), "rb").read()).hexdigest()
+      for n in manifest["source"]["checkpoint_sha256"]}
+  inputs = _inputs(bert_config["vocab_size"], (128, 7, 60), seq_length=128)
+  ref = hf_reference.hf_reference_outputs(
+      prefix, bert_config, inputs["input_word_ids"], inputs["input_mask"],
+      inputs["input_type_ids"], attention_mask="original")
+  loaded = tf.saved_model.load(os.path.join(full_demo_bundle["dir"], "encoder"))
+  got = loaded({k: tf.constant(v) for k, v in inputs.items()}, training=False)
+  actual = {"sequence_output": got["sequence_output"].numpy(),
+            "pooled_output": got["pooled_output"].numpy(),
+            "encoder_outputs": [t.numpy() for t in got["encoder_outputs"]]}
+  figures, failures = verify.compare_encoder_outputs(actual, ref, tolerance=1e-4)
+  print({k: f"{v['max_rel']:.2e}" for k, v in figures.items() if not k.startswith("enc")})
+  assert not failures, failures

@@ -9,7 +9,7 @@ import tensorflow as tf
 from preprocessors import signatures
 from preprocessors import tflite
 from tests.preprocessors import conftest as c
-from tests.preprocessors import test_probes
+from tests.preprocessors import probe_texts
 
 CASINGS = ("multi_cased", "uncased")
 _VOCABS = {"multi_cased": (c.MULTI_CASED_VOCAB, False),
@@ -22,13 +22,13 @@ INVALID_UTF8 = [b"\xff abc", b"ab\xc3", b"a\xe2\x82b caf\xc3\xa9",
 
 def _sample():
   """XNLI dev premises/hypotheses spread over all 15 languages, the probe
-  set of test_probes (200/201-char words, CJK ext B, control characters,
+  set of probe_texts (200/201-char words, CJK ext B, control characters,
   final sigma, ...) and ill-formed UTF-8."""
   texts = []
   for lang, rows in sorted(c.load_xnli_texts().items()):
     step = len(rows) // _PER_LANGUAGE
     texts += rows[::step][:_PER_LANGUAGE]
-  texts += [test_probes.PROBES[k] for k in sorted(test_probes.PROBES)]
+  texts += [probe_texts.PROBES[k] for k in sorted(probe_texts.PROBES)]
   return texts + INVALID_UTF8
 
 

@@ -25,6 +25,7 @@ def test_evaluates_all_15_languages_with_their_example_counts(trained):
   assert table["average"]["accuracy"] == pytest.approx(
       np.mean([r["accuracy"] for r in table["languages"]]))
   assert table["step"] == 200 and table["bundle_trained"] is True
+  assert table["attention_mask"] == "original"
   with open(os.path.join(model_dir, "eval", "results.md")) as f:
     markdown = f.read()
   for lang in data.XNLI_LANGUAGES:

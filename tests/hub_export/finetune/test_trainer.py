@@ -4,6 +4,7 @@ Training to memorization, exact resume after an interruption, a mirrored strateg
 two logical CPUs, and the checks of FinetuneConfig.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from hub_export import pipeline
 from hub_export.finetune import config
 from hub_export.finetune import data
 from hub_export.finetune import trainer
@@ -130,3 +132,24 @@ def test_config_check_refuses_an_existing_export_dir(bundle, tmp_path):
   with pytest.raises(config.FinetuneError, match="already exists"):
     config.FinetuneConfig(bundle_dir=bundle, model_dir=str(tmp_path), train_file=EN_DEV,
                           export_dir=str(tmp_path)).check()
+
+
+def test_records_the_bundles_attention_masking_and_trains_in_model_garden_mode(
+    bundle, tmp_path):
+  """Fine-tuning works in either masking mode and records the one it trained with."""
+  lines = []
+  trainer.run(_small_cfg(bundle, tmp_path / "default", num_train_steps=2), log=lines.append)
+  with open(tmp_path / "default" / "run_config.json") as f:
+    assert json.load(f)["attention_mask"] == "original"  # the export's default
+  assert any("masks padded keys as 'original'" in line for line in lines)
+  source = os.path.join(os.path.dirname(bundle), "source_ckpt")
+  mg = pipeline.export_bundle(
+      str(tmp_path / "mg_bundle"), checkpoint=source,
+      bert_config_file=os.path.join(source, "bert_config.json"),
+      vocab_file=os.path.join(source, "vocab.txt"),
+      options=pipeline.BundleOptions(attention_mask="model_garden"), log=lambda _: None)
+  result = trainer.run(_small_cfg(mg.export_dir, tmp_path / "mg", num_train_steps=2),
+                       log=lambda _: None)
+  assert result.step == 2
+  with open(tmp_path / "mg" / "run_config.json") as f:
+    assert json.load(f)["attention_mask"] == "model_garden"
