@@ -59,9 +59,10 @@ def main():
                                          attention_mask=mode)[0]
               for mode in ("original", "model_garden")}
   rng = np.random.default_rng(0)
-  print(f"checkpoint: {'demo (untrained, seed %d)' % args.demo_seed if args.checkpoint_dir is None else args.checkpoint_dir}; "
-        f"{config.num_hidden_layers} blocks; seq_length {args.seq_length}; {args.rows} rows "
-        "per fraction")
+  what = (f"demo (untrained, seed {args.demo_seed})" if args.checkpoint_dir is None
+          else args.checkpoint_dir)
+  print(f"checkpoint: {what}; {config.num_hidden_layers} blocks; seq_length "
+        f"{args.seq_length}; {args.rows} rows per fraction")
   print("| padding fraction | real tokens | sequence_output max abs | rel. | "
         "pooled_output max abs | rel. |")
   print("|---|---|---|---|---|---|")

@@ -58,8 +58,9 @@ def _original_masked_softmax(self, attention_scores, attention_mask=None):
   if attention_mask is None:
     return tf.nn.softmax(attention_scores, axis=-1)
   mask = tf.cast(attention_mask, attention_scores.dtype)
+  axis = -len(self._attention_axes) * 2 - 1  # pylint: disable=protected-access
   for _ in range(len(attention_scores.shape) - len(mask.shape)):
-    mask = tf.expand_dims(mask, axis=-len(self._attention_axes) * 2 - 1)  # pylint: disable=protected-access
+    mask = tf.expand_dims(mask, axis=axis)  # [B, T, S] -> [B, 1, T, S], as Keras does
   scores = attention_scores * mask + (1.0 - mask) * ORIGINAL_MASKED_SCORE
   return tf.nn.softmax(scores, axis=-1)
 

@@ -37,6 +37,7 @@ import publish
 __all__ = ["BundleOptions", "ExportConfig", "ExportError", "ExportResult", "export_bundle",
            "run", "loading_snippet", "print_error"]
 
+
 @dataclasses.dataclass(frozen=True)
 class BundleOptions:
   """What to write and how; the same for every source of checkpoint.

@@ -11,6 +11,9 @@ import export_main
 from checkpoints.config import MobileBertConfig
 from tests import testutil
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 
 def test_checkpoint_dir_end_to_end(tmp_path, capsys):
   src = str(tmp_path / "uncased_L-2_tiny")

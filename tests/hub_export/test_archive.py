@@ -16,6 +16,9 @@ import tensorflow_hub as hub
 from hub_export import archive
 from tests import testutil
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 
 def test_archives_are_listed_in_manifest_and_match_the_directories(multi_bundle):
   d = multi_bundle["dir"]

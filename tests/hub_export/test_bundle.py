@@ -16,6 +16,9 @@ from checkpoints.config import MobileBertConfig
 from hub_export import pipeline
 from tests import testutil
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 L = 2  # testutil.tiny_config(): num_hidden_layers
 
 

@@ -19,6 +19,9 @@ from hub_export import verify
 from tests import hf_reference
 from tests import testutil
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 # float32 noise through 2 blocks; see test_hf_parity.py for the full-size figures.
 TOLERANCE = 1e-5
 PADDINGS = {"no_padding": (24, 24, 24), "heavy_padding": (24, 2, 1),

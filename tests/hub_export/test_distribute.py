@@ -14,6 +14,9 @@ import pytest
 
 from tests import testutil
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 _SCRIPT = r'''
 import json, sys
 import tensorflow as tf

@@ -11,6 +11,9 @@ import tensorflow_text  # noqa: F401  (registers the preprocessor's ops)
 from hub_export import keras3
 from tests import testutil
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 
 

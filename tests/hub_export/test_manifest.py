@@ -9,6 +9,9 @@ from hub_export import manifest as manifest_lib
 from preprocessors import vocab as vocab_lib
 from tests import testutil
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 UNCASED_SHA = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
 
 

@@ -13,6 +13,9 @@ import pytest
 from hub_export import manifest as manifest_lib
 from hub_export import model_card
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 # tensorflow/tfhub.dev tools/validator.py: METADATA_LINE_PATTERN and the tags a model page
 # may carry (asset-path is added on publishing).
 METADATA_LINE = re.compile(r"^<!--(?P<key>(\w|\s|-)+):(?P<value>.+)-->$")

@@ -10,6 +10,9 @@ from hub_export import verify
 from hub_export import worker as worker_lib
 from tests import testutil
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture()
 def source(tmp_path):

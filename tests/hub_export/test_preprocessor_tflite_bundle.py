@@ -1,6 +1,7 @@
 """`--preprocessor_tflite`: the bundle's preprocessor.tflite tokenizes like the original
 BERT FullTokenizer in the TFLite interpreter, and the manifest records the check."""
 
+import pytest
 import json
 import os
 
@@ -10,6 +11,9 @@ from official.nlp.tools import tokenization
 from preprocessors import tflite
 from preprocessors import tokenizer as tokenizer_lib
 from tests import testutil
+
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
 
 # Multilingual text from ../shared/data: the first premise of XNLI dev in a few scripts.
 LANGUAGES = ("ar", "de", "el", "hi", "ru", "th", "zh")

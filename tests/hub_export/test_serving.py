@@ -19,6 +19,9 @@ from tensorflow.core.framework import tensor_pb2
 from hub_export import serving
 from tests import testutil
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 L = 2  # testutil.tiny_config(): num_hidden_layers
 SENTENCES = ["The quick brown fox.", "Héllo, Wörld! Москва — столица.", "東京"]
 PAIRS = (["a question?", "short"], ["an answer, somewhat longer than the question.", ""])

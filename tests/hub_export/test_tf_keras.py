@@ -1,6 +1,7 @@
 """tf_keras + hub.KerasLayer: functional and subclassed models on the bundle, trained,
 saved and reloaded after the bundle is gone."""
 
+import pytest
 import os
 import shutil
 
@@ -9,6 +10,9 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (registers the preprocessor's ops)
 import tf_keras
+
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
 
 SENTENCES = tf.constant(["a great movie", "a dull movie", "Москва", "東京は日本の首都です。"])
 LABELS = tf.constant([1, 0, 1, 0])

@@ -13,6 +13,9 @@ import publish
 from preprocessors import export
 from preprocessors import signatures
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 # Tiny vocab with hand-checkable ids.
 TINY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "d", "e",
         "##s", "."]

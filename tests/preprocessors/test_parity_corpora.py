@@ -5,6 +5,9 @@ import pytest
 
 from tests.preprocessors import conftest as c
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 
 def _compare(name, pre, ft, texts):
   got = c.tokenize_all(pre, texts)

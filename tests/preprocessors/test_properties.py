@@ -11,6 +11,9 @@ from preprocessors import tokenizer as tokenizer_lib
 from preprocessors import vocab as vocab_lib
 from tests.preprocessors import conftest as c
 
+# Hypothesis over thousands of texts (not in the fast run).
+pytestmark = pytest.mark.slow
+
 _TRICKY = list("ßẞﬁﬂİıIiΣσςΑΒ\u0301\u0308\u0345\u00a0\u3000\u200b\u200d\u00ad"
                "\x00\x01\x7f\x0b\x85\ufffd\u2028 \t\n\r.,!?'\"-`´¨\u1fef"
                "日本語한글ภาษาไทย𠀀\uf900😀👍🏽™ǄǅǆǱ\u212a\u2126Åé") + [

@@ -11,6 +11,9 @@ from preprocessors import tflite
 from tests.preprocessors import conftest as c
 from tests.preprocessors import probe_texts
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 CASINGS = ("multi_cased", "uncased")
 _VOCABS = {"multi_cased": (c.MULTI_CASED_VOCAB, False),
            "uncased": (c.UNCASED_VOCAB, True)}

@@ -16,6 +16,9 @@ from tests.hub_export.finetune.conftest import SEQ_LENGTH
 from tests.hub_export.finetune.conftest import in_memory_probabilities
 from tests.hub_export.finetune.conftest import train_pairs
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 
 def test_english_accuracy_agrees_with_the_exported_classifier(trained):
   # The exported SavedModel, run over all English dev pairs, scored here against the file.

@@ -1,5 +1,6 @@
 """finetune.cli: `python -m hub_export.finetune` as a user runs it, and run_main in-process."""
 
+import pytest
 import os
 import subprocess
 import sys
@@ -8,6 +9,9 @@ from hub_export.finetune import cli
 from hub_export.finetune import config
 from tests import testutil
 from tests.hub_export.finetune.conftest import EN_DEV
+
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
 
 
 def _run_module(*args):

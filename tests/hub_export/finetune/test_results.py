@@ -12,6 +12,9 @@ from hub_export.finetune import results
 from tests.hub_export.finetune.conftest import XNLI_DIR
 from tests.hub_export.finetune.conftest import count_lines
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 
 def test_evaluates_all_15_languages_with_their_example_counts(trained):
   model_dir = trained["cfg"].model_dir

@@ -22,6 +22,9 @@ from tests.hub_export.finetune.conftest import EN_DEV
 from tests.hub_export.finetune.conftest import in_memory_probabilities
 from tests.hub_export.finetune.conftest import train_pairs
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 
 def test_overfits_64_english_pairs(trained, bundle):
   log = trained["result"].train_log

@@ -14,6 +14,9 @@ from hub_export import keras3
 from hub_export import model_card
 from tests import testutil
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 FENCE_OPEN = re.compile(r"^```\w+$")
 
 

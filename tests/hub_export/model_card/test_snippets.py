@@ -17,6 +17,9 @@ import pytest
 from hub_export import model_card
 from tests import testutil
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 SNIPPET_DIR = os.path.join(testutil.REPO, "hub_export", "model_card", "snippets")
 # Snippets that need serving/ run against `multi_bundle` (exported with it); the others
 # against `tiny_bundle`.

@@ -7,6 +7,9 @@ from hub_export.squad import card
 from hub_export.squad import constants
 from tests.hub_export.squad.conftest import SEQ_LENGTH
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 
 def test_model_card_section_lists_every_file_with_its_figure(tiny_squad):
   m = tiny_squad["manifest"]

@@ -25,6 +25,9 @@ from hub_export.squad import tflite_export
 from tests.hub_export.squad.conftest import XQUAD_EN
 from tests import testutil
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 DEEP_LAYERS = 8
 DEEP_SEQ = 64
 

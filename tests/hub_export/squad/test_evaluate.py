@@ -5,6 +5,7 @@ predictions the report publishes; the float variants must agree with the SavedMo
 float precision, the int8 ones within the export's SQNR bound.
 """
 
+import pytest
 import json
 import os
 import subprocess
@@ -18,6 +19,9 @@ from hub_export.squad import onnx_export
 from hub_export.squad import tflite_export
 from tests import testutil
 from tests.hub_export.squad.conftest import XQUAD_EN
+
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
 
 N_QUESTIONS = 6
 SUBSET = 3

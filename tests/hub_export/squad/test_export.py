@@ -16,6 +16,9 @@ from hub_export.squad import tflite_export
 from tests import testutil
 from tests.hub_export.squad.conftest import SEQ_LENGTH, XQUAD_EN
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 TFLITE = (tflite_export.FLOAT_FILE, tflite_export.GPU_FILE, tflite_export.INT8_FILE,
           tflite_export.NNAPI_FILE)
 

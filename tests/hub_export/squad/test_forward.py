@@ -19,6 +19,9 @@ from hub_export.squad import model as qa_model
 from tests import testutil
 from tests.hub_export.squad.conftest import SEQ_LENGTH
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 FORMS = {"float": forward.ForwardOptions(), "nnapi": forward.ForwardOptions(nnapi=True),
          "quantized": forward.ForwardOptions(quantized=True),
          "quantized_nnapi": forward.ForwardOptions(quantized=True, nnapi=True)}

@@ -9,6 +9,9 @@ from checkpoints import model as model_lib
 from hub_export.squad import forward
 from hub_export.squad import model as qa_model
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 
 def test_fresh_head_is_seeded_and_warns(tiny_squad):
   model = model_lib.MobileBertModel(config=tiny_squad["config"],

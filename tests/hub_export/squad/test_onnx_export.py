@@ -1,5 +1,6 @@
 """The two ONNX models of the tiny squad/ export: MLPerf I/O, parity, QDQ structure."""
 
+import pytest
 import os
 
 import numpy as np
@@ -8,6 +9,9 @@ import onnx
 from hub_export import verify
 from hub_export.squad import constants
 from hub_export.squad import onnx_export
+
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
 
 
 def test_onnx_float_and_int8(tiny_squad, fresh_windows):

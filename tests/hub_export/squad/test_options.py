@@ -15,6 +15,9 @@ from hub_export.squad import options
 from tests import testutil
 from tests.hub_export.squad.conftest import XQUAD_EN
 
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
+
 HEAVY = ("tensorflow", "tensorflow_text", "onnx", "onnxruntime", "tf2onnx",
          "ai_edge_litert", "tf_keras", "keras")
 

@@ -1,11 +1,15 @@
 """squad/saved_model of the tiny export: the `answer` signature against the Python pipeline."""
 
+import pytest
 import os
 
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  # pylint: disable=unused-import
 
 from hub_export.squad import features as features_lib
+
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
 
 
 def test_answer_signature_returns_context_substring_like_python_pipeline(tiny_squad,

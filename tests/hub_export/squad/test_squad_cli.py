@@ -4,10 +4,14 @@ The squad/ artifacts themselves are tested through `export.export_squad` (the fu
 `options.SquadOptions.export` calls) in the other tests of this folder.
 """
 
+import pytest
 import os
 
 import export_main
 from tests import testutil
+
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
 
 
 def test_task_squad_without_squad_file_fails_before_writing(tmp_path, capsys):

@@ -3,11 +3,15 @@
 Each check must pass the variant written for it and fail the plain conversion.
 """
 
+import pytest
 import tensorflow as tf
 
 from hub_export.squad import tflite_analysis
 from hub_export.squad import tflite_export
 from tests.hub_export.squad.conftest import read_file
+
+# End-to-end: builds bundles or runs exports/training (not in the fast run).
+pytestmark = pytest.mark.slow
 
 
 def test_gpu_check_passes_gpu_variant_and_fails_plain_float(tiny_squad):
