@@ -4,7 +4,7 @@
 decides the casing, raising `ExportError` on the first contradiction (vocab size vs
 config, word-embedding rows vs config, `--do_lower_case` vs the vocab, a length out of
 range, a task option); `check_destination` refuses an existing `--export_dir` unless
-overwriting a bundle of this tool.
+overwriting a complete bundle of this tool (`bundle_check.check_bundle`).
 """
 
 import dataclasses
@@ -14,6 +14,7 @@ from typing import Tuple
 from checkpoints import converter
 from checkpoints import model as model_lib
 from checkpoints.config import MobileBertConfig
+from hub_export import bundle_check
 from hub_export.errors import ExportError
 from preprocessors import packing
 from preprocessors import vocab as vocab_lib
@@ -33,20 +34,26 @@ class Inputs:
 
 
 def check_destination(export_dir: str, overwrite: bool) -> None:
-  """Refuses an existing `export_dir`, unless `overwrite` and it is a bundle.
+  """Refuses an existing `export_dir`, unless `overwrite` and it is a complete bundle.
+
+  What counts as a complete bundle of this tool is `bundle_check.check_bundle`'s test;
+  anything else (a directory without manifest.json, another tool's manifest, a truncated
+  bundle, a file) might be someone's work and is never replaced.
 
   Raises:
     FileExistsError: it exists and `overwrite` is False.
-    ExportError: it exists but has no manifest.json (not a bundle of this tool).
+    bundle_check.BundleError: (an ExportError) it exists, `overwrite` is True, and it is
+      not a complete bundle of this tool; one line.
   """
   if os.path.lexists(export_dir):
     if not overwrite:
       raise FileExistsError(f"--export_dir={export_dir} already exists; pass --overwrite "
                             "to replace it (only after the new bundle verified) or choose "
                             "another")
-    if not os.path.isfile(os.path.join(export_dir, "manifest.json")):
-      raise ExportError(f"--export_dir={export_dir} exists and is not a bundle (no "
-                        "manifest.json); refusing to replace it even with --overwrite")
+    bundle_check.check_bundle(
+        export_dir, flag="--export_dir",
+        fix="refusing to replace it even with --overwrite: move it away yourself or "
+            "choose another --export_dir")
 
 
 def check_inputs(*, checkpoint: str, bert_config_file: str, vocab_file: str, options,

@@ -14,10 +14,12 @@ from typing import Optional
 import tensorflow as tf
 
 from checkpoints import model as model_lib
+from hub_export import bundle_check
 
-TOOL_NAME = "mobilebert-hub-export"
+# The manifest's identity; `bundle_check.check_bundle` recognises a bundle by them.
+TOOL_NAME = bundle_check.TOOL_NAME
 TOOL_VERSION = "0.1.0"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = bundle_check.MANIFEST_VERSION
 
 
 def library_versions() -> dict:

@@ -4,19 +4,23 @@
 writes the bundle (`../shared/HUB_API.md`) into a staging directory beside `export_dir`
 (`publish.atomic_directory`), reloads what it wrote from disk, compares it with the
 source model (`verify`), and only then moves it into place. A failure at any step leaves
-nothing behind and leaves an existing bundle at `export_dir` untouched.
+nothing behind and leaves an existing bundle at `export_dir` untouched; a kill -9 at any
+moment leaves `export_dir` absent or a complete bundle (the old or the new one), and the
+next export into it repairs what the killed one left (`publish`'s guarantees). One
+export at a time per `export_dir`: a second fails at once, naming the first.
 
 Downstream tasks (e.g. the SQuAD mobile package) plug in as `tasks.BundleTask`s in
 `BundleOptions.tasks`; this module never imports a task package.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import sys
 import tempfile
 import time
-from typing import Callable, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -128,7 +132,11 @@ def export_bundle(export_dir: str, *, checkpoint: str, bert_config_file: str,
 
   Raises:
     ExportError: contradictory or bad arguments, vocab/config/checkpoint mismatch,
-      unwritable destination, failed verification. Nothing is written then.
+      unwritable destination, another export writing `export_dir` (its pid, command
+      line and the lock file named), failed verification. Nothing is written then.
+    publish.WriteError: a write failed midway (no space, a file-size limit, a
+      read-only destination); names the path and the cause. Nothing is left behind
+      and an existing bundle is kept.
     FileExistsError: `export_dir` exists and `options.overwrite` is False.
     FileNotFoundError, ValueError: from reading the inputs (they name the file).
   """
@@ -136,24 +144,51 @@ def export_bundle(export_dir: str, *, checkpoint: str, bert_config_file: str,
   plain_log = log
   log = lambda line: plain_log(f"[{time.time() - start:6.1f} s] {line}")  # pylint: disable=unnecessary-lambda-assignment
   export_dir = os.path.abspath(export_dir)
-  inputs_lib.check_destination(export_dir, options.overwrite)
-  inputs = inputs_lib.check_inputs(checkpoint=checkpoint, bert_config_file=bert_config_file,
-                         vocab_file=vocab_file, options=options, log=log)
-  try:
-    work = publish.staging_dir(export_dir)
-  except publish.PublishError as e:
-    raise ExportError(f"cannot write beside --export_dir={export_dir} ({e.reason}); choose "
-                      "a directory you can write to") from None
-  try:
-    manifest = _write_bundle(work, inputs, options, trained=trained, demo=demo, log=log)
-    publish.publish_directory(work, export_dir, overwrite=options.overwrite,
-                              replaceable=lambda d: inputs_lib.check_destination(d, True))
-  except BaseException:
-    shutil.rmtree(work, ignore_errors=True)
-    raise
+  with _destination(export_dir):
+    inputs_lib.check_destination(export_dir, options.overwrite)
+    inputs = inputs_lib.check_inputs(checkpoint=checkpoint, bert_config_file=bert_config_file,
+                                     vocab_file=vocab_file, options=options, log=log)
+    with publish.atomic_directory(
+        export_dir, overwrite=options.overwrite,
+        replaceable=lambda d: inputs_lib.check_destination(d, True),
+        fix=WRITE_FIX) as work:
+      manifest = _write_bundle(work, inputs, options, trained=trained, demo=demo, log=log)
   seconds = time.time() - start
   plain_log(f"Bundle written to {export_dir} in {seconds:.1f} s")
   return ExportResult(export_dir=export_dir, manifest=manifest, seconds=seconds)
+
+
+WRITE_FIX = "free space or choose another --export_dir"
+
+
+@contextlib.contextmanager
+def _destination(export_dir: str) -> Iterator[None]:
+  """Holds `export_dir`'s lock and repairs a killed export's leftovers first.
+
+  `publish.recover` renames back a bundle that a killed `--overwrite` left under
+  `.NAME.old-*` (only where the two-rename fallback swap was used) and removes staging
+  directories of exports that no longer run. The lock is reentrant, so `run` and
+  `export_bundle` may both hold it.
+
+  Raises:
+    ExportError: another export is writing `export_dir` (names its pid, command line
+      and the lock file), or the directory beside it cannot be written.
+    publish.WriteError: a write failed inside the block (no space, size limit,
+      read-only), with path and cause.
+  """
+  try:
+    with publish.destination_lock(export_dir):
+      publish.recover(export_dir)
+      yield
+  except publish.DestinationBusyError as e:
+    raise ExportError(f"another export is writing --export_dir={export_dir}: {e.holder} "
+                      f"holds the lock {e.lock_file}; wait for it to finish or choose "
+                      "another --export_dir") from None
+  except publish.WriteError:
+    raise
+  except publish.PublishError as e:
+    raise ExportError(f"cannot write beside --export_dir={export_dir} ({e.reason}); choose "
+                      "a directory you can write to") from None
 
 
 def run(cfg: ExportConfig, log: Callable[[str], None] = print) -> ExportResult:
@@ -176,8 +211,10 @@ def run(cfg: ExportConfig, log: Callable[[str], None] = print) -> ExportResult:
     if cfg.demo not in tf1_writer.DEMO_VARIANTS:
       raise ExportError(f"--demo={cfg.demo!r} is not a demo; choose one of "
                         f"{sorted(tf1_writer.DEMO_VARIANTS)}")
-    inputs_lib.check_destination(os.path.abspath(cfg.export_dir), cfg.options.overwrite)
-    with tempfile.TemporaryDirectory(prefix="mobilebert_demo_") as scratch:
+    export_dir = os.path.abspath(cfg.export_dir)
+    with _destination(export_dir), tempfile.TemporaryDirectory(
+        prefix="mobilebert_demo_") as scratch:
+      inputs_lib.check_destination(export_dir, cfg.options.overwrite)
       log(f"Writing the UNTRAINED demo checkpoint ({cfg.demo}, seed {cfg.demo_seed}) in the "
           "released TF1 layout ...")
       prefix = tf1_writer.write_demo_checkpoint_dir(scratch, cfg.demo, seed=cfg.demo_seed)

@@ -3,13 +3,28 @@
 The preprocessor does not depend on the model, so the pipeline builds, saves and checks
 it in a fresh "spawn" process (forking a process that runs TensorFlow is unsafe) while
 its own process converts, saves and verifies the encoder.
+
+The worker never outlives its parent, even one killed by SIGKILL: on Linux it asks the
+kernel for SIGKILL when the parent dies (`prctl(PR_SET_PDEATHSIG, SIGKILL)`), and on
+every OS a watchdog thread exits the worker as soon as its lifeline pipe from the
+parent reaches end-of-file (the parent's end closes when the parent dies) or its
+parent pid changes.
 """
 
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 
 from hub_export import verify
 from hub_export.errors import ExportError
+import publish
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WATCHDOG_PERIOD_S = 0.5  # How often the watchdog also compares the parent pid.
 
 
 class PreprocessorWorker:
@@ -28,11 +43,16 @@ class PreprocessorWorker:
                with_tflite: bool = False):
     ctx = multiprocessing.get_context("spawn")
     self._receive, send = ctx.Pipe(duplex=False)
+    # The worker only reads `lifeline`; this process never writes `self._lifeline`, whose
+    # closing (at the latest when this process dies) ends the worker.
+    lifeline, self._lifeline = ctx.Pipe(duplex=False)
     self._process = ctx.Process(
         target=_main, name="preprocessor-export",
-        args=(send, path, vocab_path, do_lower_case, seq_length, with_tflite), daemon=True)
+        args=(send, lifeline, os.getpid(), path, vocab_path, do_lower_case, seq_length,
+              with_tflite), daemon=True)
     self._process.start()
     send.close()
+    lifeline.close()
 
   def result(self) -> dict:
     """Waits for the worker; its figures (`verify.verify_preprocessor`, + "tflite").
@@ -40,6 +60,8 @@ class PreprocessorWorker:
     Raises:
       ExportError: the worker reported an error (its message, prefixed with
         "preprocessor/: "), or died before reporting (with its exit code).
+      publish.WriteError: writing preprocessor/ failed (no space, a file-size limit,
+        read-only); names the path and the cause.
     """
     try:
       status, value = self._receive.recv()
@@ -48,9 +70,16 @@ class PreprocessorWorker:
       raise ExportError(f"the preprocessor worker died (exit code {self._process.exitcode})"
                         " before reporting; rerun the export") from None
     self._process.join()
+    if status == "write_error":
+      raise publish.WriteError(*value)
     if status != "ok":
       raise ExportError(f"preprocessor/: {value}")
     return value
+
+  @property
+  def pid(self) -> int:
+    """The worker's process id."""
+    return self._process.pid
 
   def stop(self) -> None:
     """Ends the worker if it still runs; idempotent."""
@@ -58,16 +87,48 @@ class PreprocessorWorker:
       self._process.terminate()
     self._process.join()
     self._receive.close()
+    self._lifeline.close()
 
 
-def _main(send, path, vocab_path, do_lower_case, seq_length, with_tflite) -> None:
-  """Worker-process entry point; sends ("ok", figures) or ("error", message).
+def _die_with_parent(lifeline, parent_pid: int) -> None:
+  """Makes this process end when `parent_pid` ends (see the module docstring).
+
+  Args:
+    lifeline: the read end of the parent's lifeline pipe (a multiprocessing Connection).
+    parent_pid: the pid of the process that started this one.
+  """
+  if sys.platform.startswith("linux"):
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+      code = ctypes.get_errno()
+      raise OSError(code, f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(code)}")
+  if os.getppid() != parent_pid:  # The parent died before the request took effect.
+    os._exit(1)  # pylint: disable=protected-access
+
+  def watch():
+    while True:
+      try:
+        if lifeline.poll(WATCHDOG_PERIOD_S):
+          lifeline.recv()  # The parent never sends: this raises EOFError once it is gone.
+      except (EOFError, OSError):
+        os._exit(1)  # pylint: disable=protected-access
+      if os.getppid() != parent_pid:
+        os._exit(1)  # pylint: disable=protected-access
+
+  threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _main(send, lifeline, parent_pid, path, vocab_path, do_lower_case, seq_length,
+          with_tflite) -> None:
+  """Worker-process entry point; sends ("ok", figures), ("write_error", WriteError
+  args) or ("error", message). Ends with its parent (`_die_with_parent`).
 
   With `with_tflite`, also writes `preprocessor.tflite` beside `path` (TFLite builtins +
   tensorflow-text's registered TFLite ops, no Flex), after running both of its
   signatures in the TFLite interpreter against the reloaded SavedModel
   (`preprocessors.tflite.verify_tflite_preprocessor`, which raises on any mismatch).
   """
+  _die_with_parent(lifeline, parent_pid)
   try:
     from preprocessors import export as preprocessor_export  # pylint: disable=g-import-not-at-top
     from preprocessors import probes  # pylint: disable=g-import-not-at-top
@@ -86,6 +147,11 @@ def _main(send, path, vocab_path, do_lower_case, seq_length, with_tflite) -> Non
         f.write(model)
     send.send(("ok", check))
   except Exception as e:  # pylint: disable=broad-except  # Reported to the parent.
-    send.send(("error", f"{type(e).__name__}: {e}"))
+    failure = publish.write_failure(e, where=os.path.dirname(path),
+                                    fix="free space or choose another --export_dir")
+    if failure is not None:
+      send.send(("write_error", (str(failure), failure.path, failure.reason)))
+    else:
+      send.send(("error", f"{type(e).__name__}: {e}"))
   finally:
     send.close()

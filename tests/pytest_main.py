@@ -32,7 +32,7 @@ def main(argv) -> int:
     print(f"pytest_main.py: no such test file {missing}; the target's args must name its "
           "own srcs ($(rootpath ...))", file=sys.stderr)
     return 2
-  status = int(pytest.main(["-q", *argv]))
+  status = int(pytest.main(["-q", "-n", "0", *argv]))  # One file: no xdist workers.
   if status == NO_TESTS_COLLECTED:
     print(f"pytest_main.py: {files} collected no test; a target that runs no test fails",
           file=sys.stderr)

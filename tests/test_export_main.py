@@ -43,19 +43,20 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path, capsys, args, pattern):
 
 
 @pytest.mark.slow
-def test_demo_full_original_config(tmp_path, capsys):
+def test_demo_full_original_config(full_demo_bundle):
   """The README's first command: the full 24-block English demo, untrained."""
-  code = export_main.run_main(["export_main.py", "--demo", f"--export_dir={tmp_path / 'demo'}"])
-  out = capsys.readouterr().out
-  assert code == 0, out
+  out, demo = full_demo_bundle["stdout"], full_demo_bundle["dir"]
+  assert full_demo_bundle["code"] == 0, out
   assert "WARNING: untrained demo weights" in out
-  manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
+  with open(os.path.join(demo, "manifest.json")) as f:
+    manifest = json.load(f)
   assert manifest["trained"] is False and "UNTRAINED" in manifest["weights"]
   assert manifest["config"] == MobileBertConfig.from_dict(testutil.original_config()).to_dict()
   assert manifest["config_defaults_applied"] == ["use_bottleneck_attention"]
   assert manifest["conversion"]["mapped"] == 1117
   assert len(manifest["verification"]["encoder"]["outputs"]) == 24 + 3
-  assert "UNTRAINED DEMO WEIGHTS" in (tmp_path / "demo" / "README.md").read_text()
+  with open(os.path.join(demo, "README.md")) as f:
+    assert "UNTRAINED DEMO WEIGHTS" in f.read()
 
 
 @pytest.mark.slow

@@ -71,3 +71,55 @@ def encoder_inputs(vocab_size: int, batch: int = 2, seq_length: int = 16, seed: 
   types[:, seq_length // 4:] = 1
   types[mask == 0] = 0
   return dict(input_word_ids=ids, input_mask=mask, input_type_ids=types)
+
+
+def build_once(tmp_path_factory, name: str, build):
+  """Runs `build(directory)` once per test session, even across pytest-xdist workers.
+
+  Each xdist worker has its own base temporary directory, all under one root of the
+  session (`tmp_path_factory.getbasetemp().parent` under xdist); the first caller builds
+  into ROOT/name while holding ROOT/name.lock (the `filelock` library), records the
+  result in ROOT/name/build_once.json, and every later caller, in any worker, waits for
+  the lock and reads that record. Without xdist, ROOT is the session's own base
+  temporary directory.
+
+  Args:
+    tmp_path_factory: pytest's session fixture.
+    name: the artifact's directory name, unique in the session.
+    build: called with the (absent) directory as a `pathlib.Path`; creates it and
+      returns a JSON-serialisable dict (paths as strings).
+
+  Returns:
+    `build`'s dict, as read back from the record.
+
+  Raises:
+    RuntimeError: an earlier `build` of this name failed in another worker (its
+      directory exists without a record); the message names the directory.
+  """
+  import filelock  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent
+  directory = root / name
+  record = directory / "build_once.json"
+  with filelock.FileLock(str(root / f"{name}.lock")):
+    if record.is_file():
+      return json.loads(record.read_text())
+    if directory.exists():
+      raise RuntimeError(f"an earlier build of {directory} failed (no {record.name}); "
+                         "see the first test that used it")
+    result = build(directory)
+    record.write_text(json.dumps(result))
+    return result
+
+
+def free_ports(n: int) -> list:
+  """`n` TCP ports on 127.0.0.1 that were free a moment ago (bound, read, released)."""
+  import socket  # pylint: disable=g-import-not-at-top
+  sockets = [socket.socket() for _ in range(n)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports

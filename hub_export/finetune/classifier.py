@@ -5,8 +5,9 @@ The model is BERT's classifier head on the bundle's encoder (google-research/ber
 the order of `data.LABELS`, kernel initialized TruncatedNormal(0.02).
 """
 
+import json
 import os
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +18,7 @@ import publish
 from hub_export import verify
 from hub_export.finetune import data
 from hub_export.finetune import input_pipeline
+from hub_export.finetune.config import EXPORT_RECORD
 from hub_export.finetune.config import FinetuneError
 
 SERVING_OUTPUTS = ("probabilities", "label")
@@ -29,8 +31,56 @@ PROBE_PAIRS = (
 )
 
 
+class StepSeededDropout(tf_keras.layers.Layer):
+  """Dropout whose mask is a function of (seed, step, row of the global batch) only.
+
+  In training, for a global batch of B rows split over R replicas of b = B / R rows
+  (replica r holds rows [r*b, (r+1)*b), as `input_pipeline.train_dataset_fn` splits
+  them):
+    u = tf.random.stateless_uniform([B, H], seed=(seed, step))   # float32 in [0, 1)
+    out[i, j] = x[i, j] / (1 - rate) if u[r*b + i, j] >= rate else 0
+  (the keep rule and scaling of `tf.nn.dropout`). A run resumed from a checkpoint at step
+  s therefore draws the same masks at steps s, s+1, ... as an uninterrupted run, and any
+  number of replicas draws the masks of a single device. Outside training (or with
+  rate 0) the layer is the identity.
+  """
+
+  def __init__(self, rate: float, *, seed: int,
+               step: Optional[Callable[[], tf.Tensor]] = None, **kwargs):
+    """rate: in [0, 1); seed: int; step: returns the 0-based step, an int scalar."""
+    super().__init__(**kwargs)
+    self.rate = float(rate)
+    self.seed = int(seed)
+    self._step = step
+
+  def call(self, inputs, training=None):  # pylint: disable=arguments-differ
+    """inputs float32 [b, H] -> float32 [b, H].
+
+    Raises:
+      FinetuneError: training with rate > 0 but no `step` source.
+    """
+    if not training or self.rate == 0.0:
+      return inputs
+    if self._step is None:
+      raise FinetuneError(f"layer {self.name!r} has dropout rate {self.rate} but no step "
+                          "source; build the classifier with dropout_step=... to train")
+    context = tf.distribute.get_replica_context()
+    replica = tf.cast(context.replica_id_in_sync_group if context else 0, tf.int32)
+    replicas = context.num_replicas_in_sync if context else 1
+    rows = tf.shape(inputs)[0]
+    seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(self._step(), tf.int64)])
+    uniform = tf.random.stateless_uniform(
+        tf.stack([rows * replicas, tf.shape(inputs)[1]]), seed=seed, dtype=inputs.dtype)
+    keep = uniform[replica * rows:(replica + 1) * rows] >= self.rate
+    return tf.where(keep, inputs / (1.0 - self.rate), tf.zeros_like(inputs))
+
+  def get_config(self):
+    return dict(super().get_config(), rate=self.rate, seed=self.seed)
+
+
 def build_classifier(encoder, *, seq_length: int, dropout_rate: float = 0.1,
-                     seed: int = 0) -> tf_keras.Model:
+                     seed: int = 0,
+                     dropout_step: Optional[Callable[[], tf.Tensor]] = None) -> tf_keras.Model:
   """The classifier: encoder pooled_output -> dropout -> dense 3 logits.
 
   Args:
@@ -39,6 +89,9 @@ def build_classifier(encoder, *, seq_length: int, dropout_rate: float = 0.1,
     dropout_rate: dropout before the head.
     seed: seeds the head initializer (TruncatedNormal stddev 0.02, BERT's
       `initializer_range`) and the dropout.
+    dropout_step: returns the 0-based training step (int64 scalar) that seeds the
+      dropout masks (`StepSeededDropout`); needed only to call the model with
+      `training=True` and `dropout_rate > 0`.
 
   Returns:
     A tf_keras Model: dict `input_word_ids`, `input_mask`, `input_type_ids` int32 [B, S]
@@ -49,7 +102,8 @@ def build_classifier(encoder, *, seq_length: int, dropout_rate: float = 0.1,
               for k in ("input_word_ids", "input_mask", "input_type_ids")}
   encoder_layer = hub.KerasLayer(encoder, trainable=True, name="encoder")
   pooled = encoder_layer(features)["pooled_output"]
-  pooled = tf_keras.layers.Dropout(dropout_rate, seed=seed, name="dropout")(pooled)
+  pooled = StepSeededDropout(dropout_rate, seed=seed, step=dropout_step,
+                             name="dropout")(pooled)
   logits = tf_keras.layers.Dense(
       len(data.LABELS), name="classifier",
       kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02, seed=seed))(pooled)
@@ -104,7 +158,9 @@ def export_classifier(export_dir: str, *, bundle_dir: str, checkpoint: str, seq_
       string [B] (the most probable of 'entailment', 'neutral', 'contradiction');
     * `__call__({"premise": ..., "hypothesis": ...})`: the same dict, for
       `tf.saved_model.load` and `hub.KerasLayer`;
-    * attributes `label_names` (string [3]) and `seq_length` (int32), non-trainable.
+    * attributes `label_names` (string [3]) and `seq_length` (int32), non-trainable;
+    * the file `config.EXPORT_RECORD` beside saved_model.pb: the run it came from
+      (`config.export_record`).
   Loading needs `import tensorflow_text` (the tokenizer's ops).
 
   It is written through `publish.atomic_directory(export_dir)`: saved into a staging
@@ -129,6 +185,11 @@ def export_classifier(export_dir: str, *, bundle_dir: str, checkpoint: str, seq_
   Raises:
     FileExistsError: `export_dir` exists.
     FinetuneError: no checkpoint, or the reloaded model disagrees (figures named).
+    publish.WriteError: writing failed midway (no space, a file-size limit, a
+      read-only destination): one line naming the path and the cause; nothing is left
+      beside `export_dir`.
+    publish.DestinationBusyError: another process is writing `export_dir` (names its
+      pid and the lock file `.NAME.lock` beside it).
     publish.PublishError: the directory beside `export_dir` cannot be written.
   """
   if os.path.lexists(export_dir):
@@ -147,9 +208,15 @@ def export_classifier(export_dir: str, *, bundle_dir: str, checkpoint: str, seq_
   hypotheses = tf.constant([h for _, h in PROBE_PAIRS])
   features = input_pipeline.pack_pairs(preprocessor, premises, hypotheses, seq_length)
   want = tf.nn.softmax(model(features, training=False)).numpy()
-  with publish.atomic_directory(export_dir) as work:
+  with publish.atomic_directory(export_dir,
+                                fix="free space or choose another --export_dir") as work:
     tf.saved_model.save(module, work, signatures={
         "serving_default": module.serve.get_concrete_function()})
+    with open(os.path.join(work, EXPORT_RECORD), "w", encoding="utf-8") as f:
+      json.dump({"model_dir": os.path.abspath(os.path.dirname(checkpoint)),
+                 "checkpoint": os.path.basename(checkpoint),
+                 "bundle_dir": os.path.abspath(bundle_dir), "seq_length": seq_length}, f,
+                indent=2)
     reloaded = tf.saved_model.load(work)
     got = reloaded.signatures["serving_default"](premise=premises, hypothesis=hypotheses)
     diff = _check_reloaded(got, want)

@@ -5,17 +5,43 @@ parse and check its flags before anything heavy is imported.
 """
 
 import dataclasses
+import json
 import os
 from typing import Dict, Optional, Sequence
 
+from hub_export import bundle_check
 from hub_export.finetune import data
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
+# Written into the exported classifier: the fine-tuning run it came from (`export_record`).
+EXPORT_RECORD = "fine_tuning.json"
 EVAL_SPLITS = ("dev", "test")
 
 
 class FinetuneError(ValueError):
   """Bad or contradictory settings; the message names the values and the fix."""
+
+
+def export_record(export_dir: str) -> Optional[dict]:
+  """The record of a finished classifier export at `export_dir`, or None.
+
+  `classifier.export_classifier` writes `EXPORT_RECORD` (JSON: `model_dir`, absolute;
+  `checkpoint`, the checkpoint's file prefix, e.g. "ckpt-12"; `bundle_dir`;
+  `seq_length`) into the directory it publishes, so a rerun of a run that was killed
+  after its export landed can tell its own export from someone else's directory.
+  """
+  try:
+    with open(os.path.join(export_dir, EXPORT_RECORD), encoding="utf-8") as f:
+      record = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return record if isinstance(record, dict) else None
+
+
+def exported_by(export_dir: str, model_dir: str) -> bool:
+  """Whether `export_dir` holds a classifier exported from a checkpoint of `model_dir`."""
+  record = export_record(export_dir)
+  return bool(record) and record.get("model_dir") == os.path.abspath(model_dir)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +74,8 @@ class FinetuneConfig:
     tpu: TPU address/name for 'tpu' ('' = the local or environment TPU).
     log_every: print progress and write train summaries every N steps.
     checkpoint_every: save a checkpoint every N steps (and at the end).
-    export_dir: write the serving classifier SavedModel here (must not exist).
+    export_dir: write the serving classifier SavedModel here (must not exist, unless
+      it is this `model_dir`'s own export: a rerun after the export landed keeps it).
     tfds_data_dir: TFDS data directory for `tfds:` sources (None: TFDS's default).
   """
   bundle_dir: str
@@ -81,15 +108,18 @@ class FinetuneConfig:
   def check(self) -> None:
     """Checks every value, then raises once for all the problems found.
 
+    `bundle_dir` must be a complete bundle of this tool (`bundle_check.check_bundle`: a
+    manifest.json of this tool, complete encoder/ and preprocessor/ SavedModels).
+
     Raises:
       FinetuneError: any bad or contradictory value; the message names each flag, its
-        value and the valid range, joined by "; ".
+        value and the valid range, joined by "; " (one line).
     """
     problems = []
-    for name in ("encoder", "preprocessor"):
-      if not os.path.isfile(os.path.join(self.bundle_dir, name, "saved_model.pb")):
-        problems.append(f"--bundle_dir={self.bundle_dir} has no {name}/saved_model.pb; pass "
-                        "a bundle written by export_main.py")
+    try:
+      bundle_check.check_bundle(self.bundle_dir, flag="--bundle_dir")
+    except bundle_check.BundleError as e:
+      problems.append(str(e))
     if self.train_format not in data.FORMATS:
       problems.append(f"--train_format={self.train_format} is not one of "
                       f"{list(data.FORMATS)}")
@@ -118,7 +148,9 @@ class FinetuneConfig:
       value = getattr(self, name)
       if value is not None and value < 1:
         problems.append(f"--{name}={value} must be >= 1 (or unset for all)")
-    if self.export_dir and os.path.lexists(self.export_dir):
-      problems.append(f"--export_dir={self.export_dir} already exists; pass a new directory")
+    if (self.export_dir and os.path.lexists(self.export_dir)
+        and not exported_by(self.export_dir, self.model_dir)):
+      problems.append(f"--export_dir={self.export_dir} already exists (and is not this "
+                      f"--model_dir's export); pass a new directory")
     if problems:
       raise FinetuneError("; ".join(problems))

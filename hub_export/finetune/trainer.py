@@ -18,6 +18,37 @@ the checkpointed step with exactly the data that step would have read: nothing i
 repeated, nothing skipped. Resuming with settings that change the order (data, seed, batch
 size, steps) is an error that names them.
 
+A process killed at any moment (SIGKILL inside a step, while a checkpoint is written,
+during evaluation or export) is resumed by rerunning the same command. TF's
+`CheckpointManager` names a checkpoint in the `checkpoint` state file (written atomically,
+write-then-rename) only after its `.index` and `.data-*` files are complete; a save killed
+midway leaves `ckpt-N_temp/` or a partial `ckpt-N.index` that the state file does not
+name, and the rerun overwrites them. The state file may still name checkpoints whose
+files a later save was deleting, or that storage damaged, so before restoring, every
+tensor of the chosen checkpoint is read (which checks its CRC32C); an incomplete one is
+skipped for the previous checkpoint of the state file's list with a logged line, never
+silently. `run_config.json` is replaced atomically.
+
+Randomness: the head's dropout is `classifier.StepSeededDropout`, its mask a function of
+(seed, step, row of the global batch) only, so it is the same after a resume and for any
+number of replicas. The encoder's internal dropout (`hidden_dropout_prob`,
+`attention_probs_dropout_prob` of the bundle's config; 0.1 each in the released
+MobileBERT configs) is active with `training=True` and runs inside the encoder
+SavedModel as seeded stateful random ops whose state restarts in every process: a
+resumed run then draws other encoder masks than an uninterrupted one (the same
+distribution, not the same weights). So a resumed run ends with the weights of an
+uninterrupted run (within float noise) exactly when the encoder's two dropout
+probabilities are 0, at any head `dropout_rate`.
+
+Multi-worker (`multi_worker_mirrored`, `TF_CONFIG`): the chief (task "chief", else worker
+0) writes checkpoints, summaries, results and the export to `model_dir`, every other
+worker its checkpoints to `model_dir/.workertemp_<type>_<id>` (removed at the end); every
+worker restores from `model_dir`. The strategy is created before anything else touches
+TensorFlow. When a worker dies, the strategy's health check aborts the others'
+collectives (within about a minute; `COLLECTIVE_TIMEOUT_SECONDS` bounds a hung
+collective) and they exit with an error naming the fix: restart every worker with the
+same command.
+
 Outputs in `model_dir`: checkpoints, TensorBoard summaries (`train/`, `eval/`),
 `run_config.json`, `eval/results.json`, `eval/results.md`, `eval/accuracy.png`; with
 `export_dir`, the serving classifier SavedModel (`classifier.export_classifier`).
@@ -35,9 +66,11 @@ import tensorflow as tf
 import tf_keras
 
 from hub_export.finetune import classifier
+from hub_export.finetune import config as config_lib
 from hub_export.finetune import data
 from hub_export.finetune import input_pipeline
 from hub_export.finetune import results as results_lib
+from hub_export.finetune import resume
 from hub_export.finetune.config import FinetuneConfig
 from hub_export.finetune.config import FinetuneError
 from hub_export.finetune.config import STRATEGIES
@@ -46,10 +79,13 @@ from hub_export.finetune.config import STRATEGIES
 # excludes "LayerNorm", "layer_norm", "bias", "FakeLayerNorm"; the exported encoder names
 # the NoNorm/LayerNorm parameters `.../norm/gamma|beta` and `embedding_norm/gamma|beta`.
 NO_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias", r"norm/gamma", r"norm/beta")
-_RUN_CONFIG = "run_config.json"
-_RESUME_KEYS = ("train_data_sha256", "train_format", "num_train_examples", "seed",
-                "global_batch_size", "num_train_steps", "seq_length", "order_sha256")
 _TRAIN_METRICS = ("loss", "accuracy", "learning_rate", "examples_per_second")
+# multi_worker_mirrored: a collective that waits longer than this (seconds) fails instead of
+# hanging (tf.distribute.experimental.CommunicationOptions.timeout_seconds). It must exceed
+# the longest time one worker can be ahead of another, e.g. while a slow worker loads the
+# bundle or traces the training step; a dead worker is detected sooner by the strategy's
+# health check.
+COLLECTIVE_TIMEOUT_SECONDS = 600.0
 
 
 @dataclasses.dataclass
@@ -78,7 +114,9 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
   one_device: the first GPU, else the CPU. mirrored: all GPUs, or, without GPUs, all
   logical CPU devices (configure them with `tf.config.set_logical_device_configuration`
   before TensorFlow initializes). multi_worker_mirrored: the workers of `TF_CONFIG` (one
-  worker without it). tpu: `TPUClusterResolver(tpu=tpu)`, connected and initialized.
+  worker without it); create it before other TensorFlow calls (collectives are
+  configured at startup); collectives time out after `COLLECTIVE_TIMEOUT_SECONDS`.
+  tpu: `TPUClusterResolver(tpu=tpu)`, connected and initialized.
 
   Raises:
     FinetuneError: unknown name.
@@ -92,7 +130,9 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy(
         [d.name for d in tf.config.list_logical_devices("CPU")])
   if name == "multi_worker_mirrored":
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS))
   if name == "tpu":
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
     tf.config.experimental_connect_to_cluster(resolver)
@@ -152,19 +192,6 @@ def _bundle_facts(bundle_dir: str) -> Tuple[Optional[bool], str]:
   return (trained if isinstance(trained, bool) else None), mode
 
 
-def _check_resume(path: str, run_config: dict) -> None:
-  """Raises FinetuneError if the saved run_config.json at `path` orders data differently."""
-  with open(path) as f:
-    saved = json.load(f)
-  clashes = [f"{k}: saved {saved.get(k)!r}, now {run_config[k]!r}"
-             for k in _RESUME_KEYS if saved.get(k) != run_config[k]]
-  if clashes:
-    raise FinetuneError(
-        f"cannot resume from {os.path.dirname(path)}: settings that decide the data order "
-        f"changed ({'; '.join(clashes)}); resume with the original settings or pass a new "
-        "--model_dir")
-
-
 def _train_format(cfg: FinetuneConfig) -> str:
   """The format the training data is read in: 'tfds', or the (detected) file format."""
   if cfg.train_file.startswith(data.TFDS_PREFIX):
@@ -182,17 +209,21 @@ def run(cfg: FinetuneConfig, *, log: Callable[[str], None] = print,
     cfg: the settings (checked first).
     log: receives the progress lines.
     on_step: called after each step with (step number 1.., the example indices of that
-      step's global batch, int64 [batch_size]); an exception from it stops the run as an
-      interruption would (the last saved checkpoint stays).
+      step's batch, int64 [batch_size]; with multi_worker_mirrored, this worker's share
+      [batch_size / workers]); an exception from it stops the run as an interruption
+      would (the last saved checkpoint stays).
 
   Returns:
     `FinetuneResult`.
 
   Raises:
-    FinetuneError: bad settings, or a resume with settings that change the data order.
+    FinetuneError: bad settings, a resume with settings that change the data order, or
+      (multi_worker_mirrored) a worker lost during training.
     data.NliDataError, FileNotFoundError: bad data files.
   """
   cfg.check()
+  # First TensorFlow call: multi_worker_mirrored configures collectives at startup.
+  strategy = make_strategy(cfg.distribution_strategy, cfg.tpu)
   eval_paths = None
   if cfg.eval_dir is not None or cfg.eval_files:
     eval_paths = data.eval_files(languages=list(cfg.eval_languages), eval_dir=cfg.eval_dir,
@@ -207,7 +238,6 @@ def run(cfg: FinetuneConfig, *, log: Callable[[str], None] = print,
     log("NOTE: the bundle's weights are UNTRAINED (demo): expect accuracy near chance (33%).")
 
   tf_keras.utils.set_random_seed(cfg.seed)
-  strategy = make_strategy(cfg.distribution_strategy, cfg.tpu)
   replicas = strategy.num_replicas_in_sync
   if cfg.batch_size % replicas:
     raise FinetuneError(f"--batch_size={cfg.batch_size} is not divisible by the "
@@ -230,25 +260,26 @@ def run(cfg: FinetuneConfig, *, log: Callable[[str], None] = print,
   preprocessor = input_pipeline.load_preprocessor(cfg.bundle_dir)  # Outside the scope.
   encoder_dir = os.path.join(cfg.bundle_dir, "encoder")
   with strategy.scope():
-    model = classifier.build_classifier(encoder_dir, seq_length=cfg.seq_length,
-                                        dropout_rate=cfg.dropout_rate, seed=cfg.seed)
     optimizer = make_optimizer(learning_rate=cfg.learning_rate, num_train_steps=num_steps,
                                warmup_steps=warmup_steps,
                                weight_decay_rate=cfg.weight_decay_rate)
+    # Step s (1-based) draws its dropout masks from (seed, s - 1): `iterations` before
+    # the update.
+    model = classifier.build_classifier(encoder_dir, seq_length=cfg.seq_length,
+                                        dropout_rate=cfg.dropout_rate, seed=cfg.seed,
+                                        dropout_step=lambda: optimizer.iterations)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
   os.makedirs(cfg.model_dir, exist_ok=True)
   write_dir = _write_dir(cfg.model_dir, strategy)
   manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=3)
-  config_path = os.path.join(cfg.model_dir, _RUN_CONFIG)
-  latest = tf.train.latest_checkpoint(cfg.model_dir)
+  config_path = os.path.join(cfg.model_dir, resume.RUN_CONFIG)
+  if tf.train.get_checkpoint_state(cfg.model_dir) is not None and os.path.isfile(config_path):
+    resume.check_resume(config_path, run_config)
+  latest = resume.restore_latest_complete(checkpoint, cfg.model_dir, log)
   if latest:
-    if os.path.isfile(config_path):
-      _check_resume(config_path, run_config)
-    checkpoint.restore(latest).assert_existing_objects_matched()
     log(f"Resumed from {latest} at step {int(optimizer.iterations.numpy())}")
   if _is_chief(strategy):
-    with open(config_path, "w") as f:
-      json.dump(run_config, f, indent=2)
+    resume.write_json_atomically(config_path, run_config)
   start_step = int(optimizer.iterations.numpy())
   if start_step > num_steps:
     raise FinetuneError(f"the checkpoint in {cfg.model_dir} is at step {start_step}, beyond "
@@ -261,9 +292,20 @@ def run(cfg: FinetuneConfig, *, log: Callable[[str], None] = print,
     dataset = strategy.distribute_datasets_from_function(input_pipeline.train_dataset_fn(
         train, order[start_step * cfg.batch_size:], preprocessor=preprocessor,
         seq_length=cfg.seq_length, global_batch_size=cfg.batch_size, num_replicas=replicas))
-    train_log = _train_loop(cfg, strategy, model, optimizer, manager, iter(dataset),
-                            start_step=start_step, num_steps=num_steps, log=log,
-                            on_step=on_step)
+    try:
+      train_log = _train_loop(cfg, strategy, model, optimizer, manager, iter(dataset),
+                              start_step=start_step, num_steps=num_steps, log=log,
+                              on_step=on_step)
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError) as e:
+      if cfg.distribution_strategy != "multi_worker_mirrored":
+        raise
+      raise FinetuneError(
+          f"a multi_worker_mirrored collective failed ({type(e).__name__}: "
+          f"{str(e).splitlines()[0][:300]}): a worker was lost; stop every worker and "
+          f"restart all of them with the same command to resume from {cfg.model_dir}'s "
+          "last checkpoint") from e
+    latest = manager.latest_checkpoint
   step = int(optimizer.iterations.numpy())
 
   results = None
@@ -286,10 +328,16 @@ def run(cfg: FinetuneConfig, *, log: Callable[[str], None] = print,
 
   export_dir = None
   if cfg.export_dir and _is_chief(strategy):
-    export_dir = classifier.export_classifier(
-        cfg.export_dir, bundle_dir=cfg.bundle_dir,
-        checkpoint=tf.train.latest_checkpoint(cfg.model_dir), seq_length=cfg.seq_length,
-        log=log)
+    record = config_lib.export_record(cfg.export_dir)
+    if (config_lib.exported_by(cfg.export_dir, cfg.model_dir) and latest
+        and record.get("checkpoint") == os.path.basename(latest)):
+      log(f"Serving classifier already exported to {cfg.export_dir} from {latest} (by an "
+          "earlier run of this command); kept")
+      export_dir = cfg.export_dir
+    else:
+      export_dir = classifier.export_classifier(
+          cfg.export_dir, bundle_dir=cfg.bundle_dir,
+          checkpoint=latest, seq_length=cfg.seq_length, log=log)
   if write_dir != cfg.model_dir:
     shutil.rmtree(write_dir, ignore_errors=True)
   return FinetuneResult(step=step, results=results, export_dir=export_dir, model=model,

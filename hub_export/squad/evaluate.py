@@ -4,6 +4,10 @@
       --squad_file=../shared/data/squad/xquad/xquad.en.json \
       --output_json=eval.json --output_md=eval.md [--max_questions=N]
 
+`--bundle_dir=BUNDLE` instead of `--squad_dir` evaluates the bundle's squad/ after
+checking that BUNDLE is a complete bundle of this tool exported with --task=squad
+(`hub_export.bundle_check.check_bundle`).
+
 Variants: `saved_model` (the `mlperf` signature of squad/saved_model, the float reference),
 each `*.tflite` (LiteRT interpreter, XNNPACK, 1 thread) and each `*.onnx` (onnxruntime CPU)
 present in `--squad_dir`. Every variant gets the same windows (the SavedModel's own
@@ -29,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  # pylint: disable=unused-import  (ops of the SavedModel)
 
+from hub_export import bundle_check
 from hub_export.squad import constants
 from hub_export.squad import features as features_lib
 from hub_export.squad import metrics
@@ -73,6 +78,53 @@ def variants(squad_dir: str) -> Dict[str, Callable]:
       out[name] = (lambda p: lambda batches: onnx_export.run(
           onnx_export.session(p), batches))(path)
   return out
+
+
+def resolve_squad_dir(*, squad_dir: Optional[str], bundle_dir: Optional[str]) -> str:
+  """The squad/ directory to evaluate, from `--squad_dir` or `--bundle_dir` (checked).
+
+  Args:
+    squad_dir: a squad/ directory (with saved_model/), or None.
+    bundle_dir: a bundle exported with --task=squad, or None; exactly one is given.
+
+  Returns:
+    the squad/ directory.
+
+  Raises:
+    ValueError: both or neither given; `bundle_dir` is not a complete bundle of this
+      tool (`bundle_check.BundleError`) or has no squad/; `squad_dir` is a bundle's root,
+      or its saved_model/ is missing or truncated. One line each.
+  """
+  if (squad_dir is None) == (bundle_dir is None):
+    raise ValueError(f"--squad_dir={squad_dir} and --bundle_dir={bundle_dir}: pass exactly "
+                     "one (a bundle's squad/ directory, or the bundle)")
+  if bundle_dir is not None:
+    manifest = bundle_check.check_bundle(bundle_dir, flag="--bundle_dir")
+    if "squad" not in manifest:
+      raise bundle_check.BundleError(
+          f"--bundle_dir={bundle_dir} has no SQuAD package (its manifest.json has no "
+          "'squad' entry; expected a bundle exported with --task=squad); export one with "
+          "export_main.py --task=squad", "not_a_bundle")
+    squad_dir = os.path.join(bundle_dir, "squad")
+    problem = bundle_check.saved_model_problem(os.path.join(squad_dir, "saved_model"))
+    if problem:
+      raise bundle_check.BundleError(
+          f"--bundle_dir={bundle_dir} is a truncated bundle (squad/{problem}; expected a "
+          "complete squad/saved_model); export the bundle again with export_main.py",
+          "truncated")
+    return squad_dir
+  if not os.path.isdir(squad_dir):
+    raise ValueError(f"--squad_dir={squad_dir} is not a directory (expected a bundle's "
+                     "squad/ directory); pass BUNDLE/squad or --bundle_dir=BUNDLE")
+  if os.path.isfile(os.path.join(squad_dir, "manifest.json")):
+    raise ValueError(f"--squad_dir={squad_dir} is a bundle, not its squad/ directory; pass "
+                     f"--bundle_dir={squad_dir} or --squad_dir={os.path.join(squad_dir, 'squad')}")
+  if os.path.isdir(os.path.join(squad_dir, "saved_model")):
+    problem = bundle_check.saved_model_problem(os.path.join(squad_dir, "saved_model"))
+    if problem:
+      raise ValueError(f"--squad_dir={squad_dir} is truncated ({problem}; expected a "
+                       "complete saved_model/); export the bundle again with --task=squad")
+  return squad_dir
 
 
 def evaluate_dir(squad_dir: str, squad_file: str, *, max_questions: Optional[int] = None,
@@ -179,7 +231,9 @@ def main(argv: List[str]) -> int:
   import argparse  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(prog="python -m hub_export.squad.evaluate",
                                    description=__doc__.split("\n")[0])
-  parser.add_argument("--squad_dir", required=True, help="a bundle's squad/ directory")
+  parser.add_argument("--squad_dir", default=None, help="a bundle's squad/ directory")
+  parser.add_argument("--bundle_dir", default=None,
+                      help="a bundle exported with --task=squad (instead of --squad_dir)")
   parser.add_argument("--squad_file", required=True, help="SQuAD v1.1-format JSON")
   parser.add_argument("--max_questions", type=int, default=None,
                       help="evaluate only the first N questions (default: all)")
@@ -189,7 +243,8 @@ def main(argv: List[str]) -> int:
   parser.add_argument("--output_md", default=None)
   args = parser.parse_args(argv[1:])
   try:
-    report = evaluate_dir(args.squad_dir, args.squad_file, max_questions=args.max_questions,
+    squad_dir = resolve_squad_dir(squad_dir=args.squad_dir, bundle_dir=args.bundle_dir)
+    report = evaluate_dir(squad_dir, args.squad_file, max_questions=args.max_questions,
                           mlperf_questions=args.mlperf_questions)
   except (ValueError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -1,4 +1,6 @@
-"""A tiny exported bundle shared by the hub_export tests (built once per session)."""
+"""Tiny exported bundles shared by the hub_export tests (each written once per run,
+whichever pytest-xdist worker asks first: `testutil.build_once`; only read afterwards).
+`full_demo_bundle` lives in `tests/conftest.py`."""
 
 import os
 
@@ -12,16 +14,20 @@ from tests import testutil
 def tiny_bundle(tmp_path_factory):
   """Exports a 2-block original-layout checkpoint with the real uncased vocab.
 
-  Returns a dict: `dir` (bundle), `source` (checkpoint directory), `result`.
+  Returns a dict: `dir` (bundle), `source` (checkpoint directory), `root` (the directory
+  holding both).
   """
-  root = tmp_path_factory.mktemp("bundle")
-  source = str(root / "source_ckpt")
-  testutil.write_checkpoint(source, testutil.tiny_config(), seed=7)
-  result = pipeline.export_bundle(
-      str(root / "bundle"), checkpoint=source,
-      bert_config_file=os.path.join(source, "bert_config.json"),
-      vocab_file=os.path.join(source, "vocab.txt"), log=lambda _: None)
-  return dict(dir=result.export_dir, source=source, result=result, root=root)
+
+  def build(root):
+    source = str(root / "source_ckpt")
+    testutil.write_checkpoint(source, testutil.tiny_config(), seed=7)
+    result = pipeline.export_bundle(
+        str(root / "bundle"), checkpoint=source,
+        bert_config_file=os.path.join(source, "bert_config.json"),
+        vocab_file=os.path.join(source, "vocab.txt"), log=lambda _: None)
+    return dict(dir=result.export_dir, source=source, root=str(root))
+
+  return testutil.build_once(tmp_path_factory, "tiny_bundle", build)
 
 
 @pytest.fixture(scope="session")
@@ -30,22 +36,16 @@ def multi_bundle(tmp_path_factory):
   `--with_text_signature --archive --preprocessor_tflite`. Returns a dict like `tiny_bundle`.
   """
   import export_main  # pylint: disable=g-import-not-at-top
-  root = tmp_path_factory.mktemp("multi_bundle")
-  source = str(root / "source_ckpt")
-  testutil.write_checkpoint(source, testutil.tiny_config(vocab_size=119547),
-                            vocab_file=testutil.MULTI_CASED_VOCAB, seed=11)
-  export_dir = str(root / "bundle")
-  code = export_main.run_main(["export_main.py", f"--checkpoint_dir={source}",
-                               f"--export_dir={export_dir}", "--with_text_signature",
-                               "--archive", "--preprocessor_tflite"])
-  assert code == 0, "export of the multilingual tiny bundle failed"
-  return dict(dir=export_dir, source=source, root=root)
 
+  def build(root):
+    source = str(root / "source_ckpt")
+    testutil.write_checkpoint(source, testutil.tiny_config(vocab_size=119547),
+                              vocab_file=testutil.MULTI_CASED_VOCAB, seed=11)
+    export_dir = str(root / "bundle")
+    code = export_main.run_main(["export_main.py", f"--checkpoint_dir={source}",
+                                 f"--export_dir={export_dir}", "--with_text_signature",
+                                 "--archive", "--preprocessor_tflite"])
+    assert code == 0, "export of the multilingual tiny bundle failed"
+    return dict(dir=export_dir, source=source, root=str(root))
 
-@pytest.fixture(scope="session")
-def full_demo_bundle(tmp_path_factory):
-  """The full 24-block English `--demo` bundle (untrained), exported once per session."""
-  root = tmp_path_factory.mktemp("full_demo")
-  result = pipeline.run(pipeline.ExportConfig(export_dir=str(root / "demo"), demo="en_uncased"),
-                        log=lambda _: None)
-  return dict(dir=result.export_dir, result=result, root=root)
+  return testutil.build_once(tmp_path_factory, "multi_bundle", build)

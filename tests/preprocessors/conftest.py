@@ -84,6 +84,18 @@ def multi_cased_ref():
   return reference_tokenizer(MULTI_CASED_VOCAB, False)
 
 
+@pytest.fixture(scope="session")
+def tflite_models():
+  """{"uncased", "multi_cased"}: bytes of `preprocessors.tflite`'s model at
+  seq_length 128 (converted once per session)."""
+  from preprocessors import tflite  # pylint: disable=g-import-not-at-top
+  vocabs = {"multi_cased": (MULTI_CASED_VOCAB, False),
+            "uncased": (UNCASED_VOCAB, True)}
+  return {casing: tflite.convert_preprocessor_to_tflite(
+      vocab_file=vocab, do_lower_case=lower, seq_length=128)
+          for casing, (vocab, lower) in vocabs.items()}
+
+
 def tokenize_all(pre, texts, batch_size=1024):
   """Token ids per text (flattened words) from a loaded preprocessor."""
   out = []

@@ -15,8 +15,6 @@ from tests.preprocessors import probe_texts
 pytestmark = pytest.mark.slow
 
 CASINGS = ("multi_cased", "uncased")
-_VOCABS = {"multi_cased": (c.MULTI_CASED_VOCAB, False),
-           "uncased": (c.UNCASED_VOCAB, True)}
 _PER_LANGUAGE = 100
 INVALID_UTF8 = [b"\xff abc", b"ab\xc3", b"a\xe2\x82b caf\xc3\xa9",
                 b"\xed\xa0\x80x", b"\xf4\x90\x80\x80y", b"\xc0\xafz",
@@ -36,13 +34,6 @@ def _sample():
 
 
 SAMPLE = _sample()
-
-
-@pytest.fixture(scope="module")
-def tflite_models():
-  return {casing: tflite.convert_preprocessor_to_tflite(
-      vocab_file=vocab, do_lower_case=lower, seq_length=128)
-          for casing, (vocab, lower) in _VOCABS.items()}
 
 
 @pytest.mark.parametrize("casing", CASINGS)

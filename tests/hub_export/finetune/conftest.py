@@ -43,17 +43,21 @@ def in_memory_probabilities(model, bundle, premises, hypotheses):
 
 @pytest.fixture(scope="package")
 def bundle(tmp_path_factory):
-  root = tmp_path_factory.mktemp("finetune_bundle")
-  source = str(root / "source_ckpt")
-  testutil.write_checkpoint(
-      source, testutil.tiny_config(vocab_size=119547, hidden_dropout_prob=0.0,
-                                   attention_probs_dropout_prob=0.0),
-      vocab_file=testutil.MULTI_CASED_VOCAB, seed=11)
-  result = pipeline.export_bundle(
-      str(root / "bundle"), checkpoint=source,
-      bert_config_file=os.path.join(source, "bert_config.json"),
-      vocab_file=os.path.join(source, "vocab.txt"), log=lambda _: None)
-  return result.export_dir
+  """The bundle's directory (written once per run: `testutil.build_once`)."""
+
+  def build(root):
+    source = str(root / "source_ckpt")
+    testutil.write_checkpoint(
+        source, testutil.tiny_config(vocab_size=119547, hidden_dropout_prob=0.0,
+                                     attention_probs_dropout_prob=0.0),
+        vocab_file=testutil.MULTI_CASED_VOCAB, seed=11)
+    result = pipeline.export_bundle(
+        str(root / "bundle"), checkpoint=source,
+        bert_config_file=os.path.join(source, "bert_config.json"),
+        vocab_file=os.path.join(source, "vocab.txt"), log=lambda _: None)
+    return dict(dir=result.export_dir)
+
+  return testutil.build_once(tmp_path_factory, "finetune_bundle", build)["dir"]
 
 
 @pytest.fixture(scope="package")

@@ -1,5 +1,6 @@
 """finetune.classifier: the exported serving classifier of the trained run, on disk."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -11,6 +12,7 @@ from hub_export import verify
 from hub_export.finetune import classifier
 from hub_export.finetune import config
 from hub_export.finetune import data
+from hub_export.finetune import trainer
 from tests.hub_export.finetune.conftest import EN_DEV
 from tests.hub_export.finetune.conftest import SEQ_LENGTH
 from tests.hub_export.finetune.conftest import in_memory_probabilities
@@ -87,3 +89,26 @@ def test_export_fails_without_a_checkpoint(bundle, tmp_path):
     classifier.export_classifier(str(tmp_path / "classifier"), bundle_dir=bundle,
                                  checkpoint=None, seq_length=SEQ_LENGTH)
   assert not os.path.exists(tmp_path / "classifier")
+
+
+def test_the_export_records_its_run_and_a_rerun_keeps_it(trained, tmp_path):
+  """A run killed after its export landed is rerun: the export is kept, not refused."""
+  cfg = dataclasses.replace(trained["cfg"], eval_dir=None)
+  record = config.export_record(cfg.export_dir)
+  assert record == {"model_dir": os.path.abspath(cfg.model_dir), "checkpoint": "ckpt-200",
+                    "bundle_dir": os.path.abspath(cfg.bundle_dir), "seq_length": SEQ_LENGTH}
+  before = sorted(os.listdir(cfg.export_dir))
+  lines = []
+  result = trainer.run(cfg, log=lines.append)
+  assert result.export_dir == cfg.export_dir and result.step == 200
+  assert any(line.startswith(f"Serving classifier already exported to {cfg.export_dir}")
+             and line.endswith("; kept") for line in lines), lines
+  assert sorted(os.listdir(cfg.export_dir)) == before
+  # Another run's --export_dir, or a directory without the record, is still refused.
+  with pytest.raises(config.FinetuneError, match=r"--export_dir=.* already exists \(and is "
+                     r"not this --model_dir's export\)"):
+    dataclasses.replace(cfg, model_dir=str(tmp_path / "other")).check()
+  plain = tmp_path / "plain"
+  plain.mkdir()
+  with pytest.raises(config.FinetuneError, match="already exists"):
+    dataclasses.replace(cfg, export_dir=str(plain)).check()

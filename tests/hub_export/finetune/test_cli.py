@@ -40,8 +40,8 @@ def test_module_with_a_bad_bundle_dir_fails_naming_it(tmp_path):
   assert proc.returncode == 1, proc.stderr[-3000:]
   assert proc.stderr.strip().splitlines() == _error_lines(proc.stderr)
   [line] = _error_lines(proc.stderr)
-  assert f"--bundle_dir={bundle_dir} has no encoder/saved_model.pb" in line
-  assert "pass a bundle written by export_main.py" in line
+  assert f"--bundle_dir={bundle_dir} does not exist (expected a bundle directory" in line
+  assert "pass a bundle directory written by export_main.py" in line
   assert not os.path.exists(tmp_path / "m")
 
 

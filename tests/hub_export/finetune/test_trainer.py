@@ -117,7 +117,7 @@ def test_mirrored_strategy_on_two_logical_cpus_runs_a_step(bundle, tmp_path):
 
 
 @pytest.mark.parametrize("overrides,pattern", [
-    (dict(bundle_dir="/nonexistent"), r"--bundle_dir=/nonexistent has no encoder/saved_model"),
+    (dict(bundle_dir="/nonexistent"), r"--bundle_dir=/nonexistent does not exist \(expected a bundle"),
     (dict(seq_length=2), r"--seq_length=2 must be in \[3, 512\]"),
     (dict(num_epochs=None, num_train_steps=None), r"pass --num_epochs > 0 or --num_train_steps"),
     (dict(distribution_strategy="horovod"), r"--distribution_strategy=horovod is not one of"),

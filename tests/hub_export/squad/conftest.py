@@ -1,12 +1,13 @@
 """A tiny squad/ export shared by the squad tests (built once per session)."""
 
+import json
 import os
 
 import pytest
 
 from checkpoints import converter
 from checkpoints.config import MobileBertConfig
-from hub_export.squad import export as squad_export
+from hub_export.squad import export as squad_export_lib
 from hub_export.squad import features as features_lib
 from hub_export.squad import model as qa_model
 from tests import testutil
@@ -22,23 +23,36 @@ def read_file(tiny_squad: dict, name: str) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def tiny_squad(tmp_path_factory):
-  """A 2-block checkpoint WITH a cls/squad head, exported to squad/ at seq 128.
-
-  Returns a dict: `dir` (squad dir), `manifest`, `model` (the converted model),
-  `config`.
+def squad_export(tmp_path_factory):
+  """A 2-block checkpoint WITH a cls/squad head, exported to squad/ at seq 128, written
+  once per run (`testutil.build_once`). Returns a dict: `dir` (squad dir), `prefix`
+  (the checkpoint), `manifest` (squad_manifest.json as read back).
   """
-  root = tmp_path_factory.mktemp("squad")
-  cfg = testutil.tiny_config()
-  prefix = testutil.write_checkpoint(str(root / "ckpt"), cfg, seed=11, with_squad=True)
-  config = MobileBertConfig.from_dict(cfg)
-  model, _ = converter.load_model(prefix, config, with_mlm=False)
-  squad_dir = str(root / "squad")
-  manifest = squad_export.export_squad(
-      squad_dir, model, vocab_file=testutil.UNCASED_VOCAB, do_lower_case=True,
-      squad_file=XQUAD_EN, calibration_questions=8, verify_questions=4,
-      seq_length=SEQ_LENGTH, log=lambda _: None)
-  return dict(dir=squad_dir, manifest=manifest, model=model, config=config)
+
+  def build(root):
+    prefix = testutil.write_checkpoint(str(root / "ckpt"), testutil.tiny_config(), seed=11,
+                                       with_squad=True)
+    model, _ = converter.load_model(prefix, MobileBertConfig.from_dict(testutil.tiny_config()),
+                                    with_mlm=False)
+    squad_dir = str(root / "squad")
+    squad_export_lib.export_squad(
+        squad_dir, model, vocab_file=testutil.UNCASED_VOCAB, do_lower_case=True,
+        squad_file=XQUAD_EN, calibration_questions=8, verify_questions=4,
+        seq_length=SEQ_LENGTH, log=lambda _: None)
+    with open(os.path.join(squad_dir, "squad_manifest.json")) as f:
+      manifest = json.load(f)  # As written (numpy figures as floats).
+    return dict(dir=squad_dir, prefix=prefix, manifest=manifest)
+
+  return testutil.build_once(tmp_path_factory, "squad_export", build)
+
+
+@pytest.fixture(scope="session")
+def tiny_squad(squad_export):
+  """`squad_export` plus, in this worker, `model` (the converted model it was exported
+  from) and `config`."""
+  config = MobileBertConfig.from_dict(testutil.tiny_config())
+  model, _ = converter.load_model(squad_export["prefix"], config, with_mlm=False)
+  return dict(squad_export, model=model, config=config)
 
 
 @pytest.fixture(scope="session")
