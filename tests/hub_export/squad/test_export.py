@@ -38,7 +38,8 @@ def test_manifest_records_checks(tiny_squad):
   with open(os.path.join(tiny_squad["dir"], constants.MANIFEST)) as f:
     assert json.load(f)["attention_mask"] == "original"
   # Published by renaming: no staging directory is left beside squad/.
-  assert sorted(os.listdir(os.path.dirname(tiny_squad["dir"]))) == ["ckpt", "squad"]
+  assert sorted(os.listdir(os.path.dirname(tiny_squad["dir"]))) == [
+      "build_once.json", "ckpt", "squad"]  # No staging or lock entry left.
 
 
 def test_export_fails_without_calibration_room(tmp_path, tiny_squad):
