@@ -3,7 +3,7 @@
 Bazel cannot run here (no network for its toolchains), so this test reads BUILD as the
 Starlark it is (a subset of Python syntax) and checks what `bazel test //...` relies on:
 - every `tests/**/test_*.py` has exactly one `py_test`, whose entry point is the shared
-  `tests/pytest_main.py` and whose `args` name exactly its own file, so the target runs
+  `tools/pytest_main.py` and whose `args` name exactly its own file, so the target runs
   pytest on that file and fails when a test fails (the entry point is tested below);
 - every `.py` file of a library package is in exactly one `py_library`, and every file a
   target names exists;
@@ -25,7 +25,7 @@ import pytest
 from tests import testutil
 
 REPO = testutil.REPO
-ENTRY = "tests/pytest_main.py"
+ENTRY = "tools/pytest_main.py"
 LIBRARY_DIRS = ("checkpoints", "preprocessors", "hub_export", "publish")
 PROJECT_ROOTS = set(LIBRARY_DIRS) | {"tests", "export_main"}
 CORE = "hub_export"

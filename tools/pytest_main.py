@@ -1,7 +1,7 @@
 """The entry point of every `py_test` in BUILD: runs pytest on the files it is given.
 
-  py_test(name = "x_test", srcs = ["tests/pytest_main.py", "tests/x/test_x.py"],
-          main = "tests/pytest_main.py", args = ["$(rootpath tests/x/test_x.py)"], ...)
+  py_test(name = "x_test", srcs = ["tools/pytest_main.py", "tests/x/test_x.py"],
+          main = "tools/pytest_main.py", args = ["$(rootpath tests/x/test_x.py)"], ...)
 
 Exits with pytest's status, so `bazel test` fails when a test fails, and treats
 "no tests collected" (pytest's exit code 5) as a failure: a target that runs no test
