@@ -10,6 +10,12 @@ from typing import Optional
 
 from hub_export.squad import constants
 
+
+def tflite_export_pick() -> str:
+  """`tflite_export.PICK`, imported late (tflite_export imports TensorFlow)."""
+  from hub_export.squad import tflite_export  # pylint: disable=g-import-not-at-top
+  return tflite_export.PICK
+
 TITLE = "## SQuAD 1.1 mobile package (`squad/`)"
 
 # One sentence per masking mode of padded attention keys (`checkpoints.model.
@@ -71,8 +77,11 @@ def section(summary: Optional[dict]) -> str:
   notes = (
       f"Bounds: float variants {float_bound['max_rel']:g} of max |logit|, int8 variants "
       f">= {int8_bound['min_sqnr_db']:g} dB (target {int8_bound['target_sqnr_db']:g} dB). "
-      "int8: full-integer, per-channel weights, NoNorm outputs shifted and scaled per "
-      f"channel (folded into the weights). Details in `{details}`. The .tflite files carry "
+      "int8: per-channel weights, NoNorm outputs shifted and scaled per channel (folded "
+      "into the weights); the MLPerf int8 file keeps its SOFTMAX ops in float, the NNAPI "
+      "file is full-integer, the dynamic-range file quantizes activations at run time; "
+      "every int8 file passes TFLite's 8-bit quantization spec check. Details in "
+      f"`{details}`. The .tflite files carry "
       "TFLite metadata for the TFLite Task Library's BertQuestionAnswerer (tensors `ids`, "
       "`mask`, `segment_ids` -> `end_logits`, `start_logits`, vocab.txt packed); that API "
       "always feeds 384 tokens and lower-cases its input. EM/F1 of every variant: "
@@ -81,5 +90,5 @@ def section(summary: Optional[dict]) -> str:
   lines = ["", TITLE, intro, f"SQuAD head: {summary['squad_head']}.",
            *([MASKING[mode]] if mode else []), "",
            "| file | MB | verified against the float model |", "|---|---|---|",
-           *rows, "", notes, ""]
+           *rows, "", tflite_export_pick(), "", notes, ""]
   return "\n".join(lines)

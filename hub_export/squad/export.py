@@ -9,9 +9,10 @@ against the float model:
   squad/mobilebert_float_384.tflite       `tflite_export.py`: plain conversion of the
   squad/mobilebert_float_384_gpu.tflite     SavedModel, GPU rewrites, full-integer int8,
   squad/mobilebert_int8_384.tflite          int8 with only NNAPI allow-list ops; each
-  squad/mobilebert_int8_384_nnapi.tflite    with TFLite metadata (`tflite_metadata.py`)
+  squad/mobilebert_int8_384_nnapi.tflite    with TFLite metadata (`tflite_metadata.py`),
+  squad/mobilebert_dynamic_int8_384.tflite  and dynamic-range int8 beside MLPerf's four
   squad/mobilebert_float.onnx             `onnx_export.py`: tf2onnx, and onnxruntime
-  squad/mobilebert_int8_qdq.onnx            static QDQ, per-channel
+  squad/mobilebert_int8_dynamic.onnx        dynamic int8, per-channel weights
   squad/squad_manifest.json               I/O, op counts, checks, fidelity figures, the
                                             masking of padded attention keys
 
@@ -42,6 +43,57 @@ from hub_export.squad import tflite_analysis
 from hub_export.squad import tflite_export
 
 
+# 8-bit dot-product flags of /proc/cpuinfo named with latency figures.
+DOT_PRODUCT_FLAGS = ("avx_vnni", "avx512_vnni", "amx_int8", "asimddp", "i8mm")
+LATENCY_CALLS = 5
+
+
+def _cpu_dot_product_flags() -> list:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith(("flags", "Features")):
+          return sorted(set(line.split(":", 1)[1].split()) & set(DOT_PRODUCT_FLAGS))
+  except OSError:
+    pass
+  return []
+
+
+def latency_record(squad_dir: str, names, window: dict) -> dict:
+  """Median latency of each .tflite / .onnx file of `names` on the exporting machine.
+
+  One thread, batch 1, `LATENCY_CALLS` calls after a warm-up, on `window`; indicative
+  only (the machine may be busy): `benchmarks/squad_mobile_benchmark.py` is the
+  measurement. Returns {"threads": 1, "calls", "cpu_dot_product_flags", "cpu_count",
+  "median_ms": {file: ms}}.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  feed = {k: np.asarray(window[k], np.int32) for k in constants.INPUT_NAMES}
+  out = {}
+  for name in names:
+    path = os.path.join(squad_dir, name)
+    if name.endswith(".tflite"):
+      with open(path, "rb") as f:
+        interp = tflite_analysis.interpreter(f.read(), num_threads=1)
+      runner = interp.get_signature_runner()
+      call = lambda r=runner: r(**feed)  # pylint: disable=unnecessary-lambda-assignment
+    elif name.endswith(".onnx"):
+      sess = onnx_export.session(path, num_threads=1)
+      call = lambda se=sess: se.run(None, feed)  # pylint: disable=unnecessary-lambda-assignment
+    else:
+      continue
+    call()
+    times = []
+    for _ in range(LATENCY_CALLS):
+      start = time.perf_counter()
+      call()
+      times.append(time.perf_counter() - start)
+    out[name] = round(sorted(times)[len(times) // 2] * 1e3, 2)
+  return {"threads": 1, "calls": LATENCY_CALLS,
+          "cpu_dot_product_flags": _cpu_dot_product_flags(), "cpu_count": os.cpu_count(),
+          "median_ms": out}
+
+
 def export_squad(squad_dir: str, model, *, vocab_file: str, do_lower_case: bool,
                  squad_file: str, calibration_questions: int = 100,
                  verify_questions: int = 8,
@@ -69,7 +121,7 @@ def export_squad(squad_dir: str, model, *, vocab_file: str, do_lower_case: bool,
     The squad manifest (also written to `squad_dir/squad_manifest.json`), with
     `attention_mask` (the mode) and the values added to the scores of padded keys in
     the float and the quantized graphs of `forward.QaForward` (`float_mask_value`,
-    `quant_mask_value`).
+    `quant_mask_value`), and `latency` (`latency_record`, indicative).
 
   Raises:
     FileExistsError: `squad_dir` exists.
@@ -118,12 +170,15 @@ def export_squad(squad_dir: str, model, *, vocab_file: str, do_lower_case: bool,
         reference=ref, equalization=equalization, seq_length=seq_length,
         vocab_file=vocab_file, do_lower_case=do_lower_case, fresh_head=fresh, log=log)
     if with_onnx:
-      log("squad/ ONNX float (tf2onnx) and int8 QDQ (onnxruntime) ...")
+      log("squad/ ONNX float (tf2onnx) and int8 (onnxruntime, "
+          f"{onnx_export.INT8_METHOD}) ...")
       variants.update(onnx_export.export_verified(
           work, mlperf_fn=loaded.signatures["mlperf"], weights=weights,
           equalization=equalization, seq_length=seq_length, calibration=cal, windows=ver,
           reference=ref))
 
+    log("squad/ latency of each file on this CPU (indicative) ...")
+    speed = latency_record(work, variants, ver[0])
     manifest = {
         "seq_length": seq_length, "doc_stride": stride, "max_query_length": qlen,
         "n_best_size": constants.N_BEST_SIZE,
@@ -143,7 +198,11 @@ def export_squad(squad_dir: str, model, *, vocab_file: str, do_lower_case: bool,
                               if equalization else "none"),
         "gpu_rewrites": [list(r) for r in forward.GPU_REWRITES],
         "nnapi_int8_ops": tflite_analysis.NNAPI_INT8_OPS,
+        "int8_float_ops": {tflite_export.INT8_FILE: list(tflite_export.INT8_FLOAT_OPS)},
+        "int8_matmul_rhs": "zero point 0 (quant_rewrite.zero_point_zero_matmul_rhs)",
+        "which_file": tflite_export.PICK,
         "files": {name: entry["bytes"] for name, entry in variants.items()},
+        "latency": speed,
         "checks": {"saved_model": sm_check, **variants},
         "seconds": round(time.time() - start, 1)}
     with open(os.path.join(work, constants.MANIFEST), "w") as f:

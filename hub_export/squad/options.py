@@ -73,7 +73,9 @@ class SquadOptions:
       The manifest.json entry: `files` (name -> bytes), `squad_head`, `figures` (file ->
       per-output figures), `tolerances` (the `verify.TOLERANCES` rows applied),
       `details` (path of squad_manifest.json in the bundle), `seq_length`,
-      `int8_equalization`, `attention_mask` (the mode).
+      `int8_equalization`, `attention_mask` (the mode), `latency` (indicative
+      1-thread latency per file on the exporting machine, with its CPU's 8-bit
+      dot-product flags).
 
     Raises:
       checks.SquadExportError: an artifact failed its check.
@@ -95,7 +97,7 @@ class SquadOptions:
     return {"files": m["files"], "squad_head": m["squad_head"], "figures": figures,
             "tolerances": m["tolerances"], "details": f"{self.name}/{constants.MANIFEST}",
             "seq_length": m["seq_length"], "int8_equalization": m["int8_equalization"],
-            "attention_mask": m["attention_mask"]}
+            "attention_mask": m["attention_mask"], "latency": m["latency"]}
 
   def card_section(self, summary: Optional[dict]) -> str:
     """The model card's `squad/` section from `export`'s summary (see `card.section`)."""

@@ -7,6 +7,8 @@
 * `gpu_findings`: the TFLite GPU delegate's compatibility rules applied per op;
   `official_gpu_analyzer`: TensorFlow's own analyzer, recorded beside it.
 * `nnapi_findings`: ops off `NNAPI_INT8_OPS` or with float data.
+* `xnnpack_placement`: how many XNNPACK partitions the interpreter makes and which ops
+  run outside them.
 
 GPU check. `tf.lite.experimental.Analyzer.analyze(..., gpu_compatibility=True)` is run and
 its verdict recorded, but in the pip builds of TensorFlow 2.20.0 and ai-edge-litert 2.3.0
@@ -18,6 +20,7 @@ its checker is compiled out: it reports "looks compatible" for every model (even
 is "Not supported op", as the C++ default branch says).
 """
 
+import collections
 import contextlib
 import io
 from typing import Iterable, List, Optional
@@ -323,3 +326,40 @@ def io_details(model_content: bytes) -> dict:
                           for i in range(len(interp.get_input_details()))],
           "output_order": [interp.get_output_details()[i]["name"]
                            for i in range(len(interp.get_output_details()))]}
+
+
+def xnnpack_placement(model_content: bytes, num_threads: int = 1) -> dict:
+  """Where LiteRT runs each op: inside XNNPACK partitions or on its builtin kernels.
+
+  The interpreter (`interpreter`, XNNPACK applied by default) lists after delegation
+  the model's own nodes and one `DELEGATE` node per XNNPACK partition
+  (`Interpreter._get_ops_details`, LiteRT's experimental node listing). A model node
+  runs on a builtin kernel when no partition produces its outputs and they are needed
+  outside the partitions: as a partition's input, a model output or the input of
+  another such node (decided from the last node back).
+
+  Returns:
+    dict `partitions` (int, number of XNNPACK partitions), `outside` (op name ->
+    number of nodes run outside XNNPACK, sorted by name), `nodes` (model nodes).
+  """
+  interp = interpreter(model_content, num_threads=num_threads)
+  nodes = interp._get_ops_details()  # pylint: disable=protected-access
+  partitions = [n for n in nodes if n["op_name"] == "DELEGATE"]
+  own = [n for n in nodes if n["op_name"] != "DELEGATE"]
+  produced = {int(t) for n in partitions for t in n["outputs"]}
+  consumed = {int(t) for n in partitions for t in n["inputs"]}
+  needed = consumed | {int(d["index"]) for d in interp.get_output_details()}
+  consumers = collections.defaultdict(list)
+  for n in own:
+    for t in n["inputs"]:
+      consumers[int(t)].append(n["index"])
+  outside = set()
+  for n in reversed(own):
+    outs = [int(t) for t in n["outputs"]]
+    if any(t in produced for t in outs):
+      continue
+    if any(t in needed or any(c in outside for c in consumers[t]) for t in outs):
+      outside.add(n["index"])
+  counts = collections.Counter(n["op_name"] for n in own if n["index"] in outside)
+  return {"partitions": len(partitions), "outside": dict(sorted(counts.items())),
+          "nodes": len(own)}

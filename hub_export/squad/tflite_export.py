@@ -7,25 +7,37 @@ Variants (all with MLPerf I/O, `constants.INPUT_NAMES` -> `constants.OUTPUT_NAME
 * `GPU_FILE`: float, converted from `forward.QaForward`, whose graph avoids what the
   TFLite GPU delegate cannot run (`forward.GPU_REWRITES`); it has zero
   `tflite_analysis.gpu_findings`.
-* `INT8_FILE`: full-integer post-training quantization (int8 activations, per-channel
-  int8 weights for FULLY_CONNECTED, int32 token inputs kept, float32 logits out),
-  calibrated on representative windows, converted from `QaForward` with the bundle's
+* `INT8_FILE`: post-training quantization with int8 activations and per-channel int8
+  weights for FULLY_CONNECTED (int32 token inputs kept, float32 logits out), calibrated
+  on representative windows, built for LiteRT's XNNPACK delegate: the SOFTMAX ops stay
+  float between DEQUANTIZE and QUANTIZE (`INT8_FLOAT_OPS`) and the attention products'
+  right-hand operands get zero point 0 (`quant_rewrite.zero_point_zero_matmul_rhs`),
+  so that the whole network runs in one XNNPACK partition on its int8 kernels.
+  Converted from `QaForward` with the bundle's
   masking of padded keys in its quantized form (`forward.additive_mask_value`: -6 in the
   "original" mode, `constants.QUANT_MASK_VALUE` in the "model_garden" mode) and every
   NoNorm output shifted and scaled per channel, the inverse folded into the weights
   (`equalization.calibrate_equalization`; an exact identity in float that keeps
   NoNorm's per-channel offsets from taking the int8 ranges).
-* `NNAPI_FILE`: the same network, converted so that every op is on
-  `tflite_analysis.NNAPI_INT8_OPS`.
+* `NNAPI_FILE`: the same network, full-integer (SOFTMAX in int8 too), converted so that
+  every op is on `tflite_analysis.NNAPI_INT8_OPS`.
+* `DYNAMIC_FILE` (beside MLPerf's four): dynamic-range int8, converted from the float
+  `QaForward`: per-channel int8 FULLY_CONNECTED weights, float32 activations that
+  XNNPACK quantizes to int8 per row at run time; no calibration, so its fidelity does
+  not depend on the calibration windows.
 
-`export_verified` writes the four files with TFLite metadata for the Task Library's
+Which file for which device (`PICK`): the README's and the model card's advice.
+
+`export_verified` writes the five files with TFLite metadata for the Task Library's
 BertQuestionAnswerer (`tflite_metadata.add_metadata`, vocab.txt packed) and checks each
 one as read back from disk: MLPerf tensor order, outputs against the float model
-(`checks`), the metadata, and the GPU / NNAPI findings of the GPU / NNAPI variants.
+(`checks`), the metadata, TFLite's 8-bit quantization spec for the int8 files
+(`quant_spec`), the GPU / NNAPI findings of the GPU / NNAPI variants, and records where
+XNNPACK runs each op (`tflite_analysis.xnnpack_placement`).
 """
 
 import os
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -34,6 +46,8 @@ from hub_export.squad import checks
 from hub_export.squad import constants
 from hub_export.squad import equalization as equalization_lib
 from hub_export.squad import forward
+from hub_export.squad import quant_rewrite
+from hub_export.squad import quant_spec
 from hub_export.squad import tflite_analysis
 from hub_export.squad import tflite_metadata
 
@@ -41,6 +55,13 @@ FLOAT_FILE = "mobilebert_float_384.tflite"
 GPU_FILE = "mobilebert_float_384_gpu.tflite"
 INT8_FILE = "mobilebert_int8_384.tflite"
 NNAPI_FILE = "mobilebert_int8_384_nnapi.tflite"
+DYNAMIC_FILE = "mobilebert_dynamic_int8_384.tflite"
+INT8_FILES = (INT8_FILE, NNAPI_FILE, DYNAMIC_FILE)
+# Ops of `INT8_FILE` left in float32 (DEQUANTIZE -> op -> QUANTIZE): XNNPACK has no int8
+# SOFTMAX, so an int8 one runs on the builtin kernel and splits the XNNPACK graph at
+# every block (25 partitions); in float it stays inside the one partition and is
+# cheaper (benchmarks/README.md, "XNNPACK placement of the int8 models").
+INT8_FLOAT_OPS = ("SOFTMAX",)
 # ModelMetadata name and description of each variant.
 DESCRIPTIONS = {
     FLOAT_FILE: ("float32", "float32, plain conversion of the SavedModel's mlperf "
@@ -51,7 +72,22 @@ DESCRIPTIONS = {
                 "logits."),
     NNAPI_FILE: ("int8, NNAPI", "full-integer int8 using only NNAPI int8 operations, "
                  "int32 inputs, float32 logits."),
+    DYNAMIC_FILE: ("dynamic-range int8", "dynamic-range int8: per-channel int8 weights, "
+                   "float32 activations quantized per row at run time, int32 inputs, "
+                   "float32 logits."),
 }
+# `quant_spec.spec_findings` mode and allowed float ops of each int8 file.
+SPEC_MODES = {INT8_FILE: ("full_integer", INT8_FLOAT_OPS), NNAPI_FILE: ("full_integer", ()),
+              DYNAMIC_FILE: ("dynamic_range", ())}
+# Which file to pick, for the README and the model card.
+PICK = (f"On a CPU (LiteRT with its default XNNPACK delegate) use `{INT8_FILE}`: one "
+        "XNNPACK partition on the int8 kernels, the fastest file where the CPU has 8-bit "
+        f"dot products (x86 AVX-VNNI / AVX512-VNNI, ARM dotprod / i8mm); "
+        f"`{DYNAMIC_FILE}` when fidelity matters more than the last milliseconds (no "
+        f"calibration, the highest int8 SQNR); `{GPU_FILE}` with the GPU delegate; "
+        f"`{NNAPI_FILE}` with the NNAPI delegate (Android NPUs and DSPs); "
+        f"`{FLOAT_FILE}` as the float reference.")
+
 
 
 def finalize_io(model_content: bytes) -> bytes:
@@ -89,15 +125,29 @@ def finalize_io(model_content: bytes) -> bytes:
   return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
 
 
-def _convert(concrete_fn, trackable, *, int8_dataset: Optional[Callable] = None
-             ) -> bytes:
-  """TFLite conversion of a concrete function (full-integer int8 with `int8_dataset`)."""
+def _convert(concrete_fn, trackable, *, int8_dataset: Optional[Callable] = None,
+             float_ops: Tuple[str, ...] = (), dynamic_range: bool = False) -> bytes:
+  """TFLite conversion of a concrete function.
+
+  With `int8_dataset`: int8 post-training quantization calibrated on it, full-integer
+  unless `float_ops` names ops to keep in float (through the public
+  `tf.lite.experimental.QuantizationDebugger`'s `denylisted_ops`). With
+  `dynamic_range`: int8 weights, float activations. Otherwise float.
+  """
   conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete_fn], trackable)
-  if int8_dataset is not None:
+  if dynamic_range:
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+  elif int8_dataset is not None:
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = int8_dataset
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_output_type = tf.float32  # logits out as float32
+    if float_ops:
+      debugger = tf.lite.experimental.QuantizationDebugger(
+          converter=conv, debug_dataset=int8_dataset,
+          debug_options=tf.lite.experimental.QuantizationDebugOptions(
+              denylisted_ops=list(float_ops)))
+      return finalize_io(debugger.get_nondebug_quantized_model())
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
   return finalize_io(conv.convert())
 
 
@@ -118,13 +168,19 @@ def convert_int8(weights: forward.QaWeights, calibration: List[dict], *,
                  seq_length: int = constants.MAX_SEQ_LENGTH,
                  nnapi: bool = False, equalize: bool = True,
                  equalization: Optional[dict] = None) -> bytes:
-  """Full-integer int8 variant calibrated on `calibration` (MLPerf input dicts).
+  """The int8 variant calibrated on `calibration` (MLPerf input dicts).
+
+  Without `nnapi` (`INT8_FILE`): int8 activations except `INT8_FLOAT_OPS`, and every
+  BATCH_MATMUL's right-hand operand with zero point 0
+  (`quant_rewrite.zero_point_zero_matmul_rhs`), for XNNPACK. With `nnapi`
+  (`NNAPI_FILE`): full-integer, attention products as FULLY_CONNECTED.
 
   Args:
     weights: the network; its `attention_mask` mode is converted in its quantized form
       (`ForwardOptions.quantized`).
     calibration: representative inputs, each a dict of int32 [1, S] arrays.
-    nnapi: write attention products without BATCH_MATMUL (`ForwardOptions.nnapi`).
+    nnapi: write attention products without BATCH_MATMUL (`ForwardOptions.nnapi`) and
+      keep every op in int8.
     equalize: carry every NoNorm output shifted and scaled per channel, folded into
       the weights (`equalization.calibrate_equalization`, same calibration windows);
       without it the int8 logits of deep NoNorm models collapse (README.md, "int8
@@ -147,8 +203,19 @@ def convert_int8(weights: forward.QaWeights, calibration: List[dict], *,
   def dataset():
     for batch in calibration:
       yield {k: np.asarray(batch[k], np.int32) for k in constants.INPUT_NAMES}
+  content = _convert(forward.mlperf_signature(fwd, seq_length).get_concrete_function(),
+                     fwd, int8_dataset=dataset, float_ops=() if nnapi else INT8_FLOAT_OPS)
+  if not nnapi:
+    content, _ = quant_rewrite.zero_point_zero_matmul_rhs(content)
+  return content
+
+
+def convert_dynamic(weights: forward.QaWeights,
+                    seq_length: int = constants.MAX_SEQ_LENGTH) -> bytes:
+  """`DYNAMIC_FILE`: dynamic-range int8 of the float `QaForward` (the float masking)."""
+  fwd = forward.QaForward(weights, seq_length=seq_length)
   return _convert(forward.mlperf_signature(fwd, seq_length).get_concrete_function(), fwd,
-                  int8_dataset=dataset)
+                  dynamic_range=True)
 
 
 def _write_verified(path: str, content: bytes, *, meta_args: dict, windows: List[dict],
@@ -156,21 +223,25 @@ def _write_verified(path: str, content: bytes, *, meta_args: dict, windows: List
   """Writes one variant with its metadata and checks the file on disk; its manifest entry.
 
   Raises:
-    checks.SquadExportError: wrong tensor order, outputs off the float model, or
-      metadata that differs from what was meant.
+    checks.SquadExportError: wrong tensor order, outputs off the float model,
+      metadata that differs from what was meant, or an int8 file off TFLite's 8-bit
+      quantization spec (`quant_spec`, as `SPEC_MODES` says).
   """
   name = os.path.basename(path)
   with open(path, "wb") as f:
     f.write(tflite_metadata.add_metadata(content, **meta_args))
   with open(path, "rb") as f:  # Verify what is on disk.
     on_disk = f.read()
+  is_int8 = name in INT8_FILES
+  if is_int8:  # Static, before any interpreter loads the file.
+    mode, float_ops = SPEC_MODES[name]
+    quant_spec.check_or_raise(name, on_disk, mode=mode, float_ops=float_ops)
   io = tflite_analysis.io_details(on_disk)
   if io["input_order"] != list(constants.INPUT_NAMES) or \
       io["output_order"] != list(constants.OUTPUT_NAMES):
     raise checks.SquadExportError(f"squad/{name}: I/O order {io['input_order']} -> "
                                   f"{io['output_order']}, expected MLPerf's")
   got = tflite_analysis.run(on_disk, windows)
-  is_int8 = name in (INT8_FILE, NNAPI_FILE)
   figures = (checks.check_int8 if is_int8 else checks.check_float)(name, got, reference)
   try:
     meta = tflite_metadata.verify_metadata(on_disk, **meta_args)
@@ -181,8 +252,11 @@ def _write_verified(path: str, content: bytes, *, meta_args: dict, windows: List
            "io": {k: v for k, v in io.items() if k in ("inputs", "outputs")},
            "metadata": meta,
            "gpu_findings": tflite_analysis.gpu_findings(on_disk),
-           "official_gpu_analyzer": tflite_analysis.official_gpu_analyzer(on_disk)}
+           "official_gpu_analyzer": tflite_analysis.official_gpu_analyzer(on_disk),
+           "xnnpack": tflite_analysis.xnnpack_placement(on_disk)}
   if is_int8:
+    entry["quantization_spec"] = {"mode": mode, "float_ops": list(float_ops),
+                                  "findings": 0}
     entry["nnapi_findings"] = tflite_analysis.nnapi_findings(on_disk)
     entry["weights"] = tflite_analysis.weight_quantization(on_disk)
   return entry
@@ -193,7 +267,7 @@ def export_verified(squad_dir: str, *, saved_model_dir: str, weights: forward.Qa
                     equalization: Optional[dict], seq_length: int, vocab_file: str,
                     do_lower_case: bool, fresh_head: bool,
                     log: Callable[[str], None] = print) -> dict:
-  """Converts, writes and checks the four variants in `squad_dir`.
+  """Converts, writes and checks the five variants in `squad_dir`.
 
   Args:
     squad_dir: an existing directory (squad/'s staging directory).
@@ -210,11 +284,13 @@ def export_verified(squad_dir: str, *, saved_model_dir: str, weights: forward.Qa
 
   Returns:
     file name -> manifest entry (`bytes`, `figures`, `ops`, `io`, `metadata`,
-    `gpu_findings`, `official_gpu_analyzer`; int8 files also `nnapi_findings` and
-    `weights`), in the order of `DESCRIPTIONS`.
+    `gpu_findings`, `official_gpu_analyzer`, `xnnpack`; int8 files also
+    `nnapi_findings`, `weights` and `quantization_spec`), in the order of
+    `DESCRIPTIONS`.
 
   Raises:
-    checks.SquadExportError: a variant failed a check (see `_write_verified`), the GPU
+    checks.SquadExportError: a variant failed a check (see `_write_verified`: an int8
+      file off the quantization spec is one), the GPU
       variant has GPU findings or the NNAPI variant NNAPI findings.
   """
   variants = {}
@@ -228,6 +304,8 @@ def export_verified(squad_dir: str, *, saved_model_dir: str, weights: forward.Qa
   log("squad/ TFLite int8, NNAPI allow-list ...")
   variants[NNAPI_FILE] = convert_int8(weights, calibration, seq_length=seq_length,
                                       nnapi=True, equalization=equalization)
+  log("squad/ TFLite dynamic-range int8 ...")
+  variants[DYNAMIC_FILE] = convert_dynamic(weights, seq_length)
   head_note = (" Its SQuAD head is a fresh seeded UNTRAINED head: answers are not "
                "meaningful." if fresh_head else "")
   entries = {}

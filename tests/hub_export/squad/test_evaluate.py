@@ -37,7 +37,8 @@ def test_cli_reports_every_variant_with_official_scores(tiny_squad, tmp_path, ca
   with open(out_json, encoding="utf-8") as f:
     report = json.load(f)
   names = [evaluate.REFERENCE, tflite_export.FLOAT_FILE, tflite_export.GPU_FILE,
-           tflite_export.INT8_FILE, tflite_export.NNAPI_FILE, onnx_export.FLOAT_FILE,
+           tflite_export.INT8_FILE, tflite_export.NNAPI_FILE, tflite_export.DYNAMIC_FILE,
+           onnx_export.FLOAT_FILE,
            onnx_export.INT8_FILE]
   assert sorted(report["variants"]) == sorted(names)
   assert report["questions"] == N_QUESTIONS and report["subset_questions"] == SUBSET

@@ -86,7 +86,7 @@ def test_export_reads_the_bundle_checkpoint_and_summarizes(tiny_squad, tmp_path,
       "figures": {n: c.get("figures") for n, c in m["checks"].items()},
       "tolerances": m["tolerances"], "details": "squad/squad_manifest.json",
       "seq_length": m["seq_length"], "int8_equalization": m["int8_equalization"],
-      "attention_mask": mode}
+      "attention_mask": mode, "latency": m["latency"]}
   section = opts.card_section(summary)
   assert section.startswith("\n## SQuAD 1.1 mobile package (`squad/`)")
   assert all(f"`squad/{name}`" in section for name in m["files"])

@@ -1,4 +1,4 @@
-"""The four .tflite files of the tiny squad/ export: MLPerf I/O, metadata, parity.
+"""The five .tflite files of the tiny squad/ export: MLPerf I/O, metadata, parity.
 
 The reference is Model Garden's encoder + the SQuAD head in memory
 (`model.reference_outputs`); windows are real XQuAD English (SQuAD v1.1 dev) questions
@@ -21,7 +21,7 @@ from tests.hub_export.squad.conftest import SEQ_LENGTH, read_file
 pytestmark = pytest.mark.slow
 
 TFLITE = (tflite_export.FLOAT_FILE, tflite_export.GPU_FILE, tflite_export.INT8_FILE,
-          tflite_export.NNAPI_FILE)
+          tflite_export.NNAPI_FILE, tflite_export.DYNAMIC_FILE)
 
 
 @pytest.mark.parametrize("name", TFLITE)
@@ -64,17 +64,24 @@ def test_float_tflite_matches_float_model(tiny_squad, fresh_windows, name):
     assert np.max(np.abs(got[k] - ref)) <= 1e-4 * np.max(np.abs(ref)), k
 
 
-@pytest.mark.parametrize("name", (tflite_export.INT8_FILE, tflite_export.NNAPI_FILE))
+@pytest.mark.parametrize("name", tflite_export.INT8_FILES)
 def test_int8_tflite_within_documented_sqnr(tiny_squad, fresh_windows, name):
   content = read_file(tiny_squad, name)
   got = tflite_analysis.run(content, fresh_windows["batches"])
   for k, ref in fresh_windows["ref"].items():
     assert verify.sqnr_db(got[k], ref) >= verify.TOLERANCES["squad_int8"]["target_sqnr_db"], k
   wq = tflite_analysis.weight_quantization(content)
-  # Every FULLY_CONNECTED has int8 weights; all but the two 1-column span heads (and
-  # the NNAPI variant's runtime-weight attention products) per channel.
-  assert wq["int8_weights"] == wq["fully_connected"]
-  assert wq["per_channel"] >= wq["fully_connected"] - 2 - (
-      2 * 2 * 4 if name == tflite_export.NNAPI_FILE else 0)
-  types = {t["type"] for s in tflite_analysis.op_signatures(content) for t in s["outputs"]}
-  assert "INT8" in types
+  # Every FULLY_CONNECTED has int8 weights, per channel but for the two 1-column span
+  # heads and the NNAPI variant's runtime-weight attention products. The dynamic-range
+  # converter leaves weights under 1024 values in float: the two heads (1 x hidden).
+  heads = 2
+  runtime = 2 * 2 * 4 if name == tflite_export.NNAPI_FILE else 0
+  if name == tflite_export.DYNAMIC_FILE:
+    assert wq["int8_weights"] == wq["fully_connected"] - heads
+    assert wq["per_channel"] == wq["int8_weights"]
+  else:
+    assert wq["int8_weights"] == wq["fully_connected"]
+    assert wq["per_channel"] >= wq["fully_connected"] - heads - runtime
+  fc_out = {s["outputs"][0]["type"] for s in tflite_analysis.op_signatures(content)
+            if s["op"] == "FULLY_CONNECTED"}
+  assert fc_out == ({"FLOAT32"} if name == tflite_export.DYNAMIC_FILE else {"INT8"})
