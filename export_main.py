@@ -65,6 +65,9 @@ flags.DEFINE_string("squad_file", None, "--task=squad: a SQuAD v1.1 JSON; its fi
 flags.DEFINE_integer("squad_calibration_questions", 100, "--task=squad: int8 calibration "
                      "set size (MLPerf Mobile: the first 100 questions).")
 flags.DEFINE_integer("squad_seq_length", 384, "--task=squad: model length (MLPerf: 384).")
+flags.DEFINE_boolean("keras_hub", False, "Also write keras_hub/: a keras-hub preset "
+                     "(MobileBertBackbone, exact tokenizer, preprocessor, masked LM) for Keras "
+                     "3 on the TensorFlow, JAX and PyTorch backends, checked against encoder/.")
 flags.mark_flag_as_required("export_dir")
 
 
@@ -84,13 +87,17 @@ def _config():
 
 
 def _tasks() -> tuple:
-  """The downstream tasks of --task; their options modules import no TFLite/ONNX code."""
-  if FLAGS.task != "squad":
-    return ()
-  from hub_export.squad import options as squad_options  # pylint: disable=g-import-not-at-top
-  return (squad_options.SquadOptions(
-      squad_file=FLAGS.squad_file, calibration_questions=FLAGS.squad_calibration_questions,
-      seq_length=FLAGS.squad_seq_length),)
+  """The downstream tasks of --task and --keras_hub; their options modules are light."""
+  tasks = []
+  if FLAGS.task == "squad":
+    from hub_export.squad import options as squad_options  # pylint: disable=g-import-not-at-top
+    tasks.append(squad_options.SquadOptions(
+        squad_file=FLAGS.squad_file, calibration_questions=FLAGS.squad_calibration_questions,
+        seq_length=FLAGS.squad_seq_length))
+  if FLAGS.keras_hub:
+    from hub_export.keras_hub_preset import options as keras_hub_options  # pylint: disable=g-import-not-at-top
+    tasks.append(keras_hub_options.KerasHubOptions(sequence_length=FLAGS.seq_length))
+  return tuple(tasks)
 
 
 def main(argv):

@@ -29,7 +29,7 @@ ENTRY = "tools/pytest_main.py"
 LIBRARY_DIRS = ("checkpoints", "preprocessors", "hub_export", "publish")
 PROJECT_ROOTS = set(LIBRARY_DIRS) | {"tests", "export_main"}
 CORE = "hub_export"
-TASK_LIBRARIES = ("hub_export_finetune", "hub_export_squad")
+TASK_LIBRARIES = ("hub_export_finetune", "hub_export_keras_hub_preset", "hub_export_squad")
 
 
 def _literal(node):
@@ -160,7 +160,8 @@ def test_core_library_depends_on_no_task():
   assert not [d for d in deps if d.lstrip(":") in TASK_LIBRARIES], deps
   core_files = TARGETS[CORE]["srcs"]
   assert not [f for f in core_files if f.startswith(("hub_export/squad/",
-                                                     "hub_export/finetune/"))]
+                                                     "hub_export/finetune/",
+                                                     "hub_export/keras_hub_preset/"))]
 
 
 def test_slow_tests_are_large_and_data_reaches_the_tests():

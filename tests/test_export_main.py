@@ -75,11 +75,13 @@ def test_demo_multi_cased(tmp_path, capsys):
   assert manifest["verification"]["encoder"]["outputs"]["mlm_logits"]["top5_agreement"] == 1.0
 
 
-_MOBILE_RUNTIMES = ("ai_edge_litert", "onnx", "onnxruntime", "tf2onnx", "hub_export.squad")
+_MOBILE_RUNTIMES = ("ai_edge_litert", "onnx", "onnxruntime", "tf2onnx", "hub_export.squad",
+                    "keras_hub", "hub_export.keras_hub_preset")
 
 
 def test_encoder_export_imports_no_tflite_or_onnx_code(tmp_path):
-  """Without --task=squad the CLI's process never imports LiteRT, ONNX or the squad package."""
+  """Without --task=squad and --keras_hub the CLI's process never imports LiteRT, ONNX,
+  keras-hub or their task packages."""
   src = str(tmp_path / "src")
   testutil.write_checkpoint(src, testutil.tiny_config())
   script = (

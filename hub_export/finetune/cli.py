@@ -57,10 +57,14 @@ _FLAGS = (
     ("tpu", "string", "TPU name or address for --distribution_strategy=tpu."),
     ("log_every", "integer", "Progress and summaries every N steps."),
     ("checkpoint_every", "integer", "Checkpoint every N steps."),
-    ("export_dir", "string", "Write the serving classifier SavedModel here."),
+    ("export_dir", "string", "Write the serving classifier SavedModel here (with "
+     "--engine=keras_hub: the fine-tuned classifier's keras-hub preset)."),
+    ("engine", "enum", "saved_model: train on encoder/ (tf.distribute, resumable); "
+     "keras_hub: keras-hub compile + fit of the bundle's keras_hub/ preset on the "
+     "KERAS_BACKEND (tensorflow, jax or torch)."),
 )
 _ENUMS = {"train_format": data.FORMATS, "eval_split": config.EVAL_SPLITS,
-          "distribution_strategy": config.STRATEGIES}
+          "distribution_strategy": config.STRATEGIES, "engine": config.ENGINES}
 _REQUIRED = ("bundle_dir", "model_dir", "train_file")
 
 
@@ -136,8 +140,13 @@ def run_main(argv: Sequence[str]) -> int:
     return 2
   try:
     cfg.check()  # trainer.run checks again; here bad settings fail before TensorFlow loads.
-    from hub_export.finetune import trainer  # pylint: disable=g-import-not-at-top
-    trainer.run(cfg, log=lambda line: print(line, flush=True))
+    log = lambda line: print(line, flush=True)  # pylint: disable=unnecessary-lambda-assignment
+    if cfg.engine == "keras_hub":
+      from hub_export.finetune import keras_hub_fit  # pylint: disable=g-import-not-at-top
+      keras_hub_fit.run(cfg, log=log)
+    else:
+      from hub_export.finetune import trainer  # pylint: disable=g-import-not-at-top
+      trainer.run(cfg, log=log)
   except (ValueError, FileNotFoundError, FileExistsError, publish.PublishError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

@@ -16,6 +16,8 @@ STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 # Written into the exported classifier: the fine-tuning run it came from (`export_record`).
 EXPORT_RECORD = "fine_tuning.json"
 EVAL_SPLITS = ("dev", "test")
+# How the classifier is trained: `trainer` on encoder/, or `keras_hub_fit` on keras_hub/.
+ENGINES = ("saved_model", "keras_hub")
 
 
 class FinetuneError(ValueError):
@@ -77,6 +79,9 @@ class FinetuneConfig:
     export_dir: write the serving classifier SavedModel here (must not exist, unless
       it is this `model_dir`'s own export: a rerun after the export landed keeps it).
     tfds_data_dir: TFDS data directory for `tfds:` sources (None: TFDS's default).
+    engine: one of `ENGINES`: "saved_model" (`trainer`: the bundle's encoder SavedModel,
+      tf.distribute, resumable) or "keras_hub" (`keras_hub_fit`: the bundle's keras-hub
+      preset, `compile` + `fit` on the KERAS_BACKEND).
   """
   bundle_dir: str
   model_dir: str
@@ -104,6 +109,7 @@ class FinetuneConfig:
   checkpoint_every: int = 1000
   export_dir: Optional[str] = None
   tfds_data_dir: Optional[str] = None
+  engine: str = "saved_model"
 
   def check(self) -> None:
     """Checks every value, then raises once for all the problems found.
@@ -142,6 +148,8 @@ class FinetuneConfig:
     if self.distribution_strategy not in STRATEGIES:
       problems.append(f"--distribution_strategy={self.distribution_strategy} is not one of "
                       f"{list(STRATEGIES)}")
+    if self.engine not in ENGINES:
+      problems.append(f"--engine={self.engine} is not one of {list(ENGINES)}")
     if self.eval_split not in EVAL_SPLITS:
       problems.append(f"--eval_split={self.eval_split} must be 'dev' or 'test'")
     for name in ("max_train_examples", "max_eval_examples"):

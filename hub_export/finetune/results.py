@@ -49,7 +49,7 @@ def evaluate(model: tf_keras.Model, files: Dict[str, str], *, preprocessor, seq_
              batch_size: int, max_examples: Optional[int] = None,
              tfds_data_dir: Optional[str] = None,
              log: Callable[[str], None] = print) -> dict:
-  """Accuracy and macro-F1 per language and their unweighted average (XNLI's figure).
+  """`evaluate_with` for a tf_keras classifier on the bundle's preprocessor.
 
   Args:
     model: the classifier, encoder inputs int32 [B, S] -> logits float32 [B, 3].
@@ -57,6 +57,28 @@ def evaluate(model: tf_keras.Model, files: Dict[str, str], *, preprocessor, seq_
     preprocessor: the bundle's loaded preprocessor.
     seq_length: S.
     batch_size: evaluation batch size.
+    max_examples, tfds_data_dir, log: as `evaluate_with`.
+
+  Returns, Raises: as `evaluate_with`.
+  """
+
+  def predict_logits(examples):
+    dataset = input_pipeline.eval_dataset(examples, preprocessor=preprocessor,
+                                          seq_length=seq_length, batch_size=batch_size)
+    return model.predict(dataset, verbose=0)
+
+  return evaluate_with(predict_logits, files, max_examples=max_examples,
+                       tfds_data_dir=tfds_data_dir, log=log)
+
+
+def evaluate_with(predict_logits: Callable, files: Dict[str, str], *,
+                  max_examples: Optional[int] = None, tfds_data_dir: Optional[str] = None,
+                  log: Callable[[str], None] = print) -> dict:
+  """Accuracy and macro-F1 per language and their unweighted average (XNLI's figure).
+
+  Args:
+    predict_logits: `data.NliExamples` -> float logits [N, 3].
+    files: {lang: file or `tfds:` spec} (`data.eval_files`), in table order.
     max_examples: score only the first N pairs per language (None: all).
     tfds_data_dir: TFDS data directory for `tfds:` specs.
     log: receives one line per language.
@@ -71,9 +93,7 @@ def evaluate(model: tf_keras.Model, files: Dict[str, str], *, preprocessor, seq_
   rows = []
   for lang, path in files.items():
     examples = data.load_examples(path, limit=max_examples, tfds_data_dir=tfds_data_dir)
-    dataset = input_pipeline.eval_dataset(examples, preprocessor=preprocessor,
-                                          seq_length=seq_length, batch_size=batch_size)
-    logits = model.predict(dataset, verbose=0)
+    logits = np.asarray(predict_logits(examples))
     if logits.shape != (len(examples), len(data.LABELS)):
       raise RuntimeError(f"predicted logits of shape {logits.shape} for {len(examples)} "
                          f"pairs of {path}")

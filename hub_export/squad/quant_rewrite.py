@@ -25,13 +25,14 @@ from typing import List, Tuple
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
+from hub_export.squad.tflite_graph import OP_NAMES
+
 # Ops that carry their input's quantization to their output unchanged (the spec's
 # "input and outputs must all have same scale/zero_point"); the rewrite walks back
 # through them.
 _SAME_PARAMS = ("RESHAPE", "TRANSPOSE")
 # Ops whose int8 output has free per-tensor parameters; the rewrite stops at them.
 _FREE_OUTPUT = ("FULLY_CONNECTED", "MUL", "ADD", "SUB", "BATCH_MATMUL")
-_OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _INT8 = schema.TensorType.INT8
 
 
@@ -71,7 +72,7 @@ def zero_point_zero_matmul_rhs(model_content: bytes) -> Tuple[bytes, List[Requan
   """
   m = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_content))
   sub = m.subgraphs[0]
-  names = [_OP_NAMES.get(max(c.builtinCode, c.deprecatedBuiltinCode), "?")
+  names = [OP_NAMES.get(max(c.builtinCode, c.deprecatedBuiltinCode), "?")
            for c in m.operatorCodes]
   producer = {t: op for op in sub.operators for t in op.outputs}
   done = []

@@ -1,7 +1,7 @@
 """A written .tflite checked against TensorFlow Lite's 8-bit quantization specification.
 
 `spec_findings(model_content, mode=...)` reads the flatbuffer
-(`tensorflow.lite.python.schema_py_generated`, as `tflite_analysis` does) and returns one
+(`tflite_graph.Graph`) and returns one
 `Finding` per broken rule, [] for a conformant model; `check_or_raise` is the publishing
 gate over it (`checks.SquadExportError`).
 
@@ -81,12 +81,12 @@ larger one is `weights_dtype`.
 
 import dataclasses
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from tensorflow.lite.python import schema_py_generated as schema
 
 from hub_export.squad import checks
+from hub_export.squad.tflite_graph import OP_NAMES, Graph, Tensor
 
 MODES = ("full_integer", "dynamic_range")
 
@@ -123,8 +123,6 @@ DYNAMIC_RANGE_MIN_ELEMENTS = 1024
 _FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
 _EXEMPT_TYPES = ("INT32", "BOOL")
 _QUANTIZE_OPS = ("QUANTIZE", "DEQUANTIZE")
-_OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-_TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,98 +146,11 @@ class Finding:
     return f"Op#{self.op_index} {self.op}, tensor {self.tensor!r}: {self.detail} [{self.rule}]"
 
 
-@dataclasses.dataclass(frozen=True)
-class _Tensor:
-  """A tensor of subgraph 0: dtype name, shape, quantization, constness."""
-  index: int
-  name: str
-  dtype: str
-  shape: Tuple[int, ...]
-  scales: np.ndarray  # float32 [n], n = 0 without quantization parameters
-  zero_points: np.ndarray  # int64 [m]
-  quantized_dimension: int
-  buffer: int
-  is_const: bool
-
-
-class _Graph:
-  """Subgraph 0 of a .tflite, read lazily with the flatbuffer accessors."""
-
-  def __init__(self, model_content: bytes):
-    self._content = bytes(model_content)
-    buf = bytearray(self._content)
-    if len(buf) < 8 or not schema.Model.ModelBufferHasIdentifier(buf, 0):
-      raise ValueError("model_content is not a TFLite flatbuffer (no 'TFL3' file "
-                       "identifier); pass the bytes of a .tflite file")
-    self._model = schema.Model.GetRootAsModel(buf, 0)
-    if self._model.SubgraphsLength() != 1:
-      raise ValueError(f"the model has {self._model.SubgraphsLength()} subgraphs; the "
-                       "quantization spec check reads single-subgraph models only")
-    self._sub = self._model.Subgraphs(0)
-    self._codes = [self._model.OperatorCodes(i)
-                   for i in range(self._model.OperatorCodesLength())]
-    self._tensors: Dict[int, _Tensor] = {}
-    self.outputs = set(int(j) for j in self._sub.OutputsAsNumpy()) \
-        if self._sub.OutputsLength() else set()
-    self.producer: Dict[int, str] = {}
-    self.consumers: Dict[int, List[str]] = {}
-    for name, ins, outs in self.ops():
-      for t in outs:
-        self.producer[t.index] = name
-      for t in ins:
-        if t is not None:
-          self.consumers.setdefault(t.index, []).append(name)
-
-  def tensor(self, index: int) -> Optional[_Tensor]:
-    if index < 0:
-      return None
-    if index not in self._tensors:
-      t = self._sub.Tensors(index)
-      q = t.Quantization()
-      scales = (q.ScaleAsNumpy().astype(np.float32) if q is not None and q.ScaleLength()
-                else np.zeros([0], np.float32))
-      zero_points = (q.ZeroPointAsNumpy().astype(np.int64)
-                     if q is not None and q.ZeroPointLength() else np.zeros([0], np.int64))
-      b = self._model.Buffers(t.Buffer())
-      self._tensors[index] = _Tensor(
-          index=index, name=t.Name().decode("utf-8", "replace"),
-          dtype=_TYPE_NAMES.get(t.Type(), str(t.Type())),
-          shape=tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else (),
-          scales=scales, zero_points=zero_points,
-          quantized_dimension=q.QuantizedDimension() if q is not None else 0,
-          buffer=t.Buffer(),
-          is_const=bool(b is not None and (b.DataLength() > 0 or b.Offset() > 1)))
-    return self._tensors[index]
-
-  def int8_values(self, t: _Tensor) -> np.ndarray:
-    """The data of a constant int8 tensor, int8 with its shape."""
-    b = self._model.Buffers(t.buffer)
-    if b.Offset() > 1:  # Data stored after the flatbuffer (models over 2 GB).
-      raw = self._content[b.Offset():b.Offset() + b.Size()]
-    else:
-      raw = b.DataAsNumpy().tobytes()
-    values = np.frombuffer(raw, np.int8)
-    return values.reshape(t.shape) if values.size == int(np.prod(t.shape)) else values
-
-  def ops(self):
-    """Yields (op name, [input _Tensor or None], [output _Tensor]) in graph order."""
-    for i in range(self._sub.OperatorsLength()):
-      op = self._sub.Operators(i)
-      code = self._codes[op.OpcodeIndex()]
-      op_id = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-      name = _OP_NAMES.get(op_id, str(op_id))
-      if name == "CUSTOM":
-        name = "CUSTOM:" + (code.CustomCode() or b"").decode()
-      ins = [self.tensor(int(j)) for j in op.InputsAsNumpy()] if op.InputsLength() else []
-      outs = [self.tensor(int(j)) for j in op.OutputsAsNumpy()] if op.OutputsLength() else []
-      yield name, ins, [t for t in outs if t is not None]
-
-
 def _g(x: float) -> str:
   return f"{x:.9g}"
 
 
-def _quant_params_problem(t: _Tensor) -> Optional[str]:
+def _quant_params_problem(t: Tensor) -> Optional[str]:
   """`quant_params` for an int8 tensor: None if its parameters are usable."""
   if t.scales.size == 0:
     return "int8 tensor has no quantization parameters (scale, zero point)"
@@ -257,7 +168,7 @@ def _quant_params_problem(t: _Tensor) -> Optional[str]:
   return None
 
 
-def _weight_rules(g: _Graph, op: str, w: _Tensor, *, mode: str) -> List[Tuple[str, str]]:
+def _weight_rules(g: Graph, op: str, w: Tensor, *, mode: str) -> List[Tuple[str, str]]:
   """(rule, detail) of a constant weight tensor (input 1 of a `WEIGHT_AXIS` op)."""
   if w.dtype != "INT8":
     size = int(np.prod(w.shape)) if w.shape else 1
@@ -295,7 +206,7 @@ def _weight_rules(g: _Graph, op: str, w: _Tensor, *, mode: str) -> List[Tuple[st
   return out
 
 
-def _bias_rules(x: _Tensor, w: _Tensor, b: _Tensor) -> List[Tuple[str, str]]:
+def _bias_rules(x: Tensor, w: Tensor, b: Tensor) -> List[Tuple[str, str]]:
   """(rule, detail) of the int32 bias of an op with int8 input x and int8 weights w."""
   if b.dtype != "INT32":
     return [("bias_dtype", f"bias must be int32 (got {b.dtype})")]
@@ -330,7 +241,7 @@ def _bias_rules(x: _Tensor, w: _Tensor, b: _Tensor) -> List[Tuple[str, str]]:
   return out
 
 
-def _in_float_island(g: _Graph, t: _Tensor, op: str, float_ops: Sequence[str]) -> bool:
+def _in_float_island(g: Graph, t: Tensor, op: str, float_ops: Sequence[str]) -> bool:
   """Whether `t` is a float32 edge of an allowed float op (module docstring)."""
   if op not in float_ops or t.dtype != "FLOAT32" or t.is_const:
     return False
@@ -340,7 +251,7 @@ def _in_float_island(g: _Graph, t: _Tensor, op: str, float_ops: Sequence[str]) -
   return g.producer.get(t.index) == "DEQUANTIZE"
 
 
-def _tensor_rules(t: _Tensor, op: str, *, weight: bool, island: bool = False
+def _tensor_rules(t: Tensor, op: str, *, weight: bool, island: bool = False
                   ) -> List[Tuple[str, str]]:
   """Rules on one tensor of an op in full_integer mode: types and int8 parameters."""
   out = []
@@ -361,20 +272,20 @@ def _tensor_rules(t: _Tensor, op: str, *, weight: bool, island: bool = False
   return out
 
 
-def _int8_required(t: Optional[_Tensor], rule: str, what: str) -> List[Tuple[str, str]]:
+def _int8_required(t: Optional[Tensor], rule: str, what: str) -> List[Tuple[str, str]]:
   """`input_dtype` / `output_dtype`; floats are left to `float_activation`."""
   if t is None or t.dtype == "INT8" or t.dtype in _FLOAT_TYPES:
     return []
   return [(rule, f"{what} must be int8 (got {t.dtype})")]
 
 
-def _usable(t: Optional[_Tensor]) -> bool:
+def _usable(t: Optional[Tensor]) -> bool:
   return (t is not None and t.dtype == "INT8" and t.scales.size == 1 and
           _quant_params_problem(t) is None)
 
 
-def _op_rules(g: _Graph, op: str, ins: Sequence[Optional[_Tensor]],
-              outs: Sequence[_Tensor]) -> List[Tuple[_Tensor, str, str]]:
+def _op_rules(g: Graph, op: str, ins: Sequence[Optional[Tensor]],
+              outs: Sequence[Tensor]) -> List[Tuple[Tensor, str, str]]:
   """(tensor, rule, detail) of the table's per-op rules in full_integer mode."""
   out = []
 
@@ -428,7 +339,7 @@ def _check_arguments(mode: str, float_ops: Sequence[str]) -> Tuple[str, ...]:
     raise ValueError(f"float_ops must be a sequence of op names, e.g. ({float_ops!r},), "
                      f"not the string {float_ops!r}")
   float_ops = tuple(float_ops)
-  unknown = sorted(set(float_ops) - set(_OP_NAMES.values()))
+  unknown = sorted(set(float_ops) - set(OP_NAMES.values()))
   if unknown:
     raise ValueError(f"float_ops {unknown} are not TFLite builtin op names (e.g. "
                      "'SOFTMAX', 'LOGISTIC')")
@@ -463,7 +374,7 @@ def spec_findings(model_content: bytes, *, mode: str = "full_integer",
       flatbuffer, or a model with more than one subgraph.
   """
   float_ops = _check_arguments(mode, float_ops)
-  g = _Graph(model_content)
+  g = Graph(model_content)
   findings = []
   seen = set()
   for i, (op, ins, outs) in enumerate(g.ops()):

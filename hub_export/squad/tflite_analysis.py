@@ -31,6 +31,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from hub_export.squad import constants
 from hub_export.squad import model as qa_model
+from hub_export.squad.tflite_graph import OP_NAMES, TYPE_NAMES
 
 # NNAPI int8 allow-list: TFLite builtin op -> NNAPI operation, for
 # ANEURALNETWORKS_TENSOR_QUANT8_ASYMM_SIGNED operands (NNAPI feature level 4 = Android
@@ -61,8 +62,6 @@ NNAPI_INT8_OPS = {
     "MEAN": "ANEURALNETWORKS_MEAN",
 }
 
-_OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-_TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 
 
 def interpreter(model_content: bytes, num_threads: int = 1):
@@ -119,7 +118,7 @@ def op_signatures(model_content: bytes) -> list:
     t = sub.Tensors(idx)
     buf = m.Buffers(t.Buffer())
     q = t.Quantization()
-    return {"type": _TYPE_NAMES.get(t.Type(), str(t.Type())),
+    return {"type": TYPE_NAMES.get(t.Type(), str(t.Type())),
             "dims": [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
             "is_const": bool(buf is not None and (buf.DataLength() > 0 or buf.Size() > 0)),
             "per_channel": bool(q is not None and q.ScaleLength() > 1),
@@ -129,7 +128,7 @@ def op_signatures(model_content: bytes) -> list:
     op = sub.Operators(i)
     code = codes[op.OpcodeIndex()]
     op_id = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-    name = _OP_NAMES.get(op_id, str(op_id))
+    name = OP_NAMES.get(op_id, str(op_id))
     if name == "CUSTOM":
       name = "CUSTOM:" + code.CustomCode().decode()
     opt = schema.OperatorT.InitFromObj(op).builtinOptions
