@@ -6,9 +6,8 @@ r"""Forward latency of the keras-hub MobileBertBackbone on each Keras backend vs
 The bundle must hold `keras_hub/` (`export_main.py --demo --keras_hub`). One worker
 process per runner stays alive for the whole run: `saved_model` (the bundle's encoder/
 SavedModel called through its `__call__` function, the reference) and the backbone loaded
-with `Backbone.from_preset` under KERAS_BACKEND=tensorflow, jax and torch (each calls
-its backend's compiled forward: `jit_compile` off on TensorFlow, `jax.jit` through
-`keras`'s `predict_on_batch`-free direct call on JAX, eager on PyTorch). After a warm-up,
+with `Backbone.from_preset` under KERAS_BACKEND=tensorflow (the call in a
+`tf.function`), jax (`stateless_call` under `jax.jit`) and torch (eager, `no_grad`). After a warm-up,
 the parent runs `--rounds` interleaved rounds (each worker in turn, rotating the order
 every round) of `--calls` timed forwards on the same inputs, one worker busy at a time.
 It prints each runner's median milliseconds per forward and its ratio to the SavedModel

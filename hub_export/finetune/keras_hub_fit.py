@@ -121,7 +121,7 @@ def run(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> dict:
   hypotheses = [train.hypotheses[i] for i in order]
   history = classifier.fit(x=(premises, hypotheses), y=train.labels[order],
                            batch_size=cfg.batch_size, epochs=1, shuffle=False,
-                           verbose=2 if cfg.log_every < num_steps else 0)
+                           verbose=2)
   log(f"Trained {num_steps} steps: loss {history.history['loss'][-1]:.4f}")
 
   def predict_logits(examples):

@@ -31,6 +31,7 @@ from hub_export.keras_hub_preset import weights
 from hub_export.keras_hub_preset.backbone import MobileBertBackbone
 from hub_export.keras_hub_preset.tokenizer import MobileBertTokenizer
 from preprocessors import probes
+from preprocessors import vocab as vocab_lib
 
 _BACKBONE_INPUTS = {"token_ids": "input_word_ids", "segment_ids": "input_type_ids",
                     "padding_mask": "input_mask"}
@@ -46,12 +47,13 @@ def has_mlm_head(checkpoint_prefix: str) -> bool:
              for name, _ in tf.train.list_variables(checkpoint_prefix))
 
 
-def build_models(model, *, vocab_file: str, do_lower_case: bool, sequence_length: int):
+def build_models(model, *, vocab, do_lower_case: bool, sequence_length: int):
   """The keras-hub objects holding the converted model's weights.
 
   Args:
     model: `checkpoints.model.MobileBertModel` (its `attention_mask` is kept).
-    vocab_file, do_lower_case: the bundle's tokenizer.
+    vocab: the bundle's `preprocessors.vocab.Vocab` (`load_vocab` of its vocab.txt).
+    do_lower_case: the bundle's tokenizer casing.
     sequence_length: the preprocessors' packed length.
 
   Returns:
@@ -66,7 +68,7 @@ def build_models(model, *, vocab_file: str, do_lower_case: bool, sequence_length
   encoder_vars, head_vars = weights.split_mlm(model_lib.target_variables(model))
   encoder_vars = {k: v for k, v in encoder_vars.items() if not k.startswith("squad/")}
   weights.transfer(encoder_vars, backbone.canonical_weights())
-  tokenizer = MobileBertTokenizer(vocabulary=vocab_file, do_lower_case=do_lower_case)
+  tokenizer = MobileBertTokenizer(vocabulary=list(vocab.tokens), do_lower_case=do_lower_case)
   preprocessor = models.MobileBertTextClassifierPreprocessor(
       tokenizer, sequence_length=sequence_length)
   masked_lm = None
@@ -192,16 +194,16 @@ def export_preset(dest: str, *, work: str, model, vocab_file: str, do_lower_case
     weights.WeightTransferError: the converted model and the Keras 3 model differ.
   """
   log(f"Building the keras-hub MobileBertBackbone ({keras.config.backend()} backend) ...")
+  vocab = vocab_lib.load_vocab(vocab_file)
   backbone, preprocessor, masked_lm = build_models(
-      model, vocab_file=vocab_file, do_lower_case=do_lower_case,
-      sequence_length=sequence_length)
+      model, vocab=vocab, do_lower_case=do_lower_case, sequence_length=sequence_length)
   log("Saving keras_hub/ with keras-hub's save_to_preset ...")
   write_preset(dest, backbone, preprocessor, masked_lm)
   with_mlm = masked_lm is not None
   del backbone, preprocessor, masked_lm
   log("Verifying keras_hub/ reloaded with from_preset against encoder/ and "
       "preprocessor/ ...")
-  batches = verify.probe_batch(model.config, _special_ids(vocab_file))
+  batches = verify.probe_batch(model.config, vocab.special_ids)
   figures = compare_with_encoder(dest, os.path.join(work, "encoder"), batches,
                                  with_mlm=with_mlm)
   tokenizer = compare_with_preprocessor(dest, os.path.join(work, "preprocessor"),
@@ -221,7 +223,3 @@ def export_preset(dest: str, *, work: str, model, vocab_file: str, do_lower_case
           "keras_hub_version": keras_hub.__version__, "with_mlm": with_mlm,
           "sequence_length": sequence_length}
 
-
-def _special_ids(vocab_file: str) -> dict:
-  from preprocessors import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
-  return vocab_lib.load_vocab(vocab_file).special_ids

@@ -139,9 +139,6 @@ class MobileBertTokenizer(keras_hub.tokenizers.Tokenizer):
     text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
     return tf.strings.regex_replace(text, " ##", "")
 
-  def call(self, inputs, *args, training=None, **kwargs):
-    return self.tokenize(inputs)
-
   def get_config(self):
     config = super().get_config()
     config.update({"vocabulary": None,  # an asset: assets/tokenizer/vocabulary.txt
