@@ -95,6 +95,30 @@ class BlockStacks:
       result["/".join(map(str, refs[0][0]))] = (var, [(owner, attr) for _, owner, attr in refs])
     return result
 
+  def assign_blocks(self, values) -> None:
+    """Sets the per-block variables from stacked values.
+
+    Args:
+      values: one array per `stacked` variable, in its order, each of its shape
+        `[L] + block shape` (e.g. a fine-tuned encoder SavedModel's stacked variables);
+        block i's variables get `value[i]`.
+
+    Raises:
+      ValueError: a different number of values, or a value of another shape (names
+        the variable).
+    """
+    values = list(values)
+    if len(values) != len(self.stacked):
+      raise ValueError(f"got {len(values)} stacked values for {len(self.stacked)} stacked "
+                       "variables")
+    for var, value, refs in zip(self.stacked, values, self._refs):
+      if tuple(value.shape) != tuple(var.shape):
+        raise ValueError(f"stacked value for {var.name} has shape {tuple(value.shape)}, "
+                         f"expected {tuple(var.shape)}")
+      for block_value, owners in zip(tf.unstack(value), refs):
+        owner, attr = owners[0]
+        getattr(owner, attr).assign(block_value)
+
   @contextlib.contextmanager
   def swapped_in(self):
     """Within the block, the layers read slices of the stacked variables."""

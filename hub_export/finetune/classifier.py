@@ -22,6 +22,8 @@ from hub_export.finetune.config import EXPORT_RECORD
 from hub_export.finetune.config import FinetuneError
 
 SERVING_OUTPUTS = ("probabilities", "label")
+# Pairs of the training file the .tflite is verified on (besides PROBE_PAIRS).
+TFLITE_VERIFICATION_PAIRS = 200
 PROBE_PAIRS = (
     ("And he said, Mama, I'm home.", "He didn't say a word."),
     ("Der Hund schläft.", "Ein Tier ruht sich aus."),
@@ -147,7 +149,7 @@ class _ServingClassifier(tf.Module):
 
 
 def export_classifier(export_dir: str, *, bundle_dir: str, checkpoint: str, seq_length: int,
-                      dropout_rate: float = 0.1,
+                      dropout_rate: float = 0.1, tflite_pairs=None,
                       log: Callable[[str], None] = print) -> str:
   """Writes the serving classifier SavedModel from a fine-tuning checkpoint, verified.
 
@@ -160,7 +162,11 @@ def export_classifier(export_dir: str, *, bundle_dir: str, checkpoint: str, seq_
       `tf.saved_model.load` and `hub.KerasLayer`;
     * attributes `label_names` (string [3]) and `seq_length` (int32), non-trainable;
     * the file `config.EXPORT_RECORD` beside saved_model.pb: the run it came from
-      (`config.export_record`).
+      (`config.export_record`);
+    * with `tflite_pairs`, beside them the on-device file of `hub_export.finetune.mobile`
+      (`classifier.tflite`, float, and `tflite_manifest.json`): the same strings in,
+      `probabilities` and `label_id` out, checked in LiteRT's interpreter against this
+      SavedModel (`mobile.export.write_verified`) before anything is published.
   Loading needs `import tensorflow_text` (the tokenizer's ops).
 
   It is written through `publish.atomic_directory(export_dir)`: saved into a staging
@@ -177,6 +183,8 @@ def export_classifier(export_dir: str, *, bundle_dir: str, checkpoint: str, seq_
     seq_length: S the classifier packs pairs to.
     dropout_rate: as in training (inactive at serving; the model must match the
       checkpoint).
+    tflite_pairs: None (no .tflite file), or (premise, hypothesis) str pairs: the file
+      is verified on `PROBE_PAIRS` plus the first `TFLITE_VERIFICATION_PAIRS` of them.
     log: receives the final line with the measured probe difference.
 
   Returns:
@@ -220,6 +228,9 @@ def export_classifier(export_dir: str, *, bundle_dir: str, checkpoint: str, seq_
     reloaded = tf.saved_model.load(work)
     got = reloaded.signatures["serving_default"](premise=premises, hypothesis=hypotheses)
     diff = _check_reloaded(got, want)
+    if tflite_pairs is not None:
+      _write_tflite(work, reloaded, bundle_dir=bundle_dir, encoder=encoder, head=head,
+                    seq_length=seq_length, pairs=list(tflite_pairs), log=log)
   log(f"Serving classifier written to {export_dir} (probe max |probability difference| "
       f"{diff:.2e})")
   return export_dir
@@ -252,3 +263,21 @@ def _check_reloaded(got: dict, want: np.ndarray) -> float:
                         f"|probability difference| {diff:.3g} (tolerance "
                         f"{tolerance:g}), labels {got_labels} vs {want_labels}")
   return diff
+
+
+def _write_tflite(work, reloaded, *, bundle_dir, encoder, head, seq_length, pairs, log):
+  """The on-device files in `work`, checked against the reloaded SavedModel `reloaded`."""
+  from hub_export.finetune.mobile import export as mobile_export  # pylint: disable=g-import-not-at-top
+  from hub_export.finetune.mobile import weights as mobile_weights  # pylint: disable=g-import-not-at-top
+  verify_pairs = list(PROBE_PAIRS) + pairs[:TFLITE_VERIFICATION_PAIRS]
+  reference = reloaded.signatures["serving_default"](
+      premise=tf.constant([p for p, _ in verify_pairs]),
+      hypothesis=tf.constant([h for _, h in verify_pairs]))["probabilities"].numpy()
+  weights = mobile_weights.load_nli_weights(bundle_dir, encoder, head.kernel.numpy(),
+                                            head.bias.numpy())
+  with open(os.path.join(bundle_dir, "manifest.json"), encoding="utf-8") as f:
+    do_lower_case = bool(json.load(f)["do_lower_case"])
+  mobile_export.write_verified(
+      work, weights=weights, vocab_file=os.path.join(bundle_dir, "checkpoint", "vocab.txt"),
+      do_lower_case=do_lower_case, seq_length=seq_length, pairs=verify_pairs,
+      reference=reference, log=log)

@@ -82,6 +82,9 @@ class FinetuneConfig:
     engine: one of `ENGINES`: "saved_model" (`trainer`: the bundle's encoder SavedModel,
       tf.distribute, resumable) or "keras_hub" (`keras_hub_fit`: the bundle's keras-hub
       preset, `compile` + `fit` on the KERAS_BACKEND).
+    tflite: with `export_dir` (engine "saved_model"), also write the on-device
+      `classifier.tflite` (float, tokenizer inside) beside the SavedModel
+      (`hub_export.finetune.mobile`).
   """
   bundle_dir: str
   model_dir: str
@@ -110,6 +113,7 @@ class FinetuneConfig:
   export_dir: Optional[str] = None
   tfds_data_dir: Optional[str] = None
   engine: str = "saved_model"
+  tflite: bool = True
 
   def check(self) -> None:
     """Checks every value, then raises once for all the problems found.

@@ -51,7 +51,9 @@ same command.
 
 Outputs in `model_dir`: checkpoints, TensorBoard summaries (`train/`, `eval/`),
 `run_config.json`, `eval/results.json`, `eval/results.md`, `eval/accuracy.png`; with
-`export_dir`, the serving classifier SavedModel (`classifier.export_classifier`).
+`export_dir`, the serving classifier SavedModel (`classifier.export_classifier`) and,
+with `tflite`, its on-device float `.tflite`, verified on the first training pairs
+(`hub_export.finetune.mobile`).
 """
 
 import dataclasses
@@ -335,9 +337,13 @@ def run(cfg: FinetuneConfig, *, log: Callable[[str], None] = print,
           "earlier run of this command); kept")
       export_dir = cfg.export_dir
     else:
+      pairs = None
+      if cfg.tflite:
+        n = classifier.TFLITE_VERIFICATION_PAIRS
+        pairs = list(zip(train.premises[:n], train.hypotheses[:n]))
       export_dir = classifier.export_classifier(
           cfg.export_dir, bundle_dir=cfg.bundle_dir,
-          checkpoint=latest, seq_length=cfg.seq_length, log=log)
+          checkpoint=latest, seq_length=cfg.seq_length, tflite_pairs=pairs, log=log)
   if write_dir != cfg.model_dir:
     shutil.rmtree(write_dir, ignore_errors=True)
   return FinetuneResult(step=step, results=results, export_dir=export_dir, model=model,

@@ -65,7 +65,8 @@ def calibrate_equalization(weights: forward.QaWeights, batches, *,
   fwd._record = {}  # pylint: disable=protected-access
   n = 0
   for batch in batches:
-    fwd(*(tf.constant(np.asarray(batch[k], np.int32)) for k in constants.INPUT_NAMES))
+    fwd.encode(*(tf.constant(np.asarray(batch[k], np.int32))
+                 for k in constants.INPUT_NAMES))
     n += 1
   if not n:
     raise ValueError("calibrate_equalization needs at least one calibration window")

@@ -134,7 +134,7 @@ class QaWeights:
 Affine = Tuple[np.ndarray, np.ndarray]
 
 
-def _fold_dense(kernel, bias, x_dom: Optional[Affine], out_dom: Optional[Affine]):
+def fold_dense(kernel, bias, x_dom: Optional[Affine], out_dom: Optional[Affine]):
   """Kernel [in, out] and bias [out] for an input carried in `x_dom`, giving the output
   divided by `out_dom`'s scale (for a residual ADD into a tensor carried in `out_dom`).
 
@@ -195,6 +195,24 @@ class QaForward(tf.Module):
     self._record = None  # prefix -> per-channel (min, max), filled by eager calls
 
   def __call__(self, input_ids, input_mask, segment_ids):
+    x, x_dom = self.encode(input_ids, input_mask, segment_ids)
+    w, s = self._w, self._s
+    head_w, head_b = w["squad/output_weights"], w["squad/output_bias"]
+    ks, bs = fold_dense(head_w[0:1].T, head_b[0:1], x_dom, None)
+    ke, be = fold_dense(head_w[1:2].T, head_b[1:2], x_dom, None)
+    start = tf.matmul(x, tf.constant(ks)) + tf.constant(bs)  # [S, 1]
+    end = tf.matmul(x, tf.constant(ke)) + tf.constant(be)
+    return {"end_logits": tf.reshape(end, [1, s]),
+            "start_logits": tf.reshape(start, [1, s])}
+
+  def encode(self, input_ids, input_mask, segment_ids):
+    """The encoder: int32 [1, S] each -> (x, x_dom).
+
+    x: float32 [S, H], the last block's output (`sequence_output` of the one row)
+    carried in `x_dom` (None, or the (shift, scale) of its equalization: the true
+    values are x * scale + shift); heads fold `x_dom` into their weights
+    (`fold_dense`).
+    """
     c, w, s = self._c, self._w, self._s
     nh = c.num_attention_heads
     hd = c.intra_bottleneck_size // nh
@@ -222,16 +240,10 @@ class QaForward(tf.Module):
              if self._mode == "original" else None)
     for i in range(c.num_hidden_layers):
       x, x_dom = self._block(x, x_dom, masks, f"layer_{i}", nh, hd)
-    head_w, head_b = w["squad/output_weights"], w["squad/output_bias"]
-    ks, bs = _fold_dense(head_w[0:1].T, head_b[0:1], x_dom, None)
-    ke, be = _fold_dense(head_w[1:2].T, head_b[1:2], x_dom, None)
-    start = tf.matmul(x, tf.constant(ks)) + tf.constant(bs)  # [S, 1]
-    end = tf.matmul(x, tf.constant(ke)) + tf.constant(be)
-    return {"end_logits": tf.reshape(end, [1, s]),
-            "start_logits": tf.reshape(start, [1, s])}
+    return x, x_dom
 
   def _dense(self, x, prefix, activation=None, *, x_dom=None, out_dom=None):
-    k, b = _fold_dense(self._w[prefix + "/kernel"], self._w[prefix + "/bias"], x_dom,
+    k, b = fold_dense(self._w[prefix + "/kernel"], self._w[prefix + "/bias"], x_dom,
                        out_dom)
     y = tf.matmul(x, tf.constant(k)) + tf.constant(b)
     if activation == "relu":
@@ -273,7 +285,7 @@ class QaForward(tf.Module):
     # Keras MultiHeadAttention: kernels [in, N, h]; query scaled by 1/sqrt(h).
     def proj(x, name, dom):  # -> [S, N*h], head-major columns
       k = w[f"{p}/attention/{name}/kernel"]
-      k, b = _fold_dense(k.reshape(k.shape[0], -1),
+      k, b = fold_dense(k.reshape(k.shape[0], -1),
                          w[f"{p}/attention/{name}/bias"].reshape(-1), dom, None)
       return tf.matmul(x, tf.constant(k)) + tf.constant(b)
     q = proj(q_in, "query", q_dom) * (1.0 / math.sqrt(hd))
@@ -299,7 +311,7 @@ class QaForward(tf.Module):
       ctx = tf.matmul(tf.nn.softmax(scores, axis=-1), heads(v))  # [N, S, h]
       ctx = tf.reshape(tf.transpose(ctx, [1, 0, 2]), [s, nh * hd])
     ko = w[f"{p}/attention/output/kernel"]
-    ko, bo = _fold_dense(ko.reshape(-1, ko.shape[-1]), w[f"{p}/attention/output/bias"],
+    ko, bo = fold_dense(ko.reshape(-1, ko.shape[-1]), w[f"{p}/attention/output/bias"],
                          None, out_dom)
     return tf.matmul(ctx, tf.constant(ko)) + tf.constant(bo)
 

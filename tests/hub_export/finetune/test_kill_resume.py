@@ -65,7 +65,7 @@ def _argv(bundle, model_dir, export_dir):
           "--batch_size=4", f"--num_train_steps={_STEPS}", "--checkpoint_every=2",
           "--log_every=1", "--seed=3", "--dropout_rate=0.3", "--learning_rate=1e-3",
           f"--eval_files=en={EN_DEV}", "--max_eval_examples=16", "--eval_languages=en",
-          f"--export_dir={export_dir}"]
+          f"--export_dir={export_dir}", "--notflite"]
 
 
 def _run(argv, record, trigger=None, delay=0.0, timeout=600):
