@@ -36,6 +36,11 @@ TOLERANCES = {
     # The classifier's float .tflite (tokenizer, packing and network in one graph) vs the
     # serving classifier SavedModel: the same ids, float32 sums reordered.
     "nli_tflite_float": {"max_abs_probability": 1e-5, "min_label_agreement": 1.0},
+    # Its int8 .tflite: the publishing gate is label agreement (a collapsed quantization
+    # agrees on about a third). Probability differences are recorded, not gated: near its
+    # decision boundary a confident classifier moves most of the probability on a small
+    # logit change (the tiny test model: 0.74 on one of 300 pairs, labels still >= 0.9).
+    "nli_tflite_int8": {"min_label_agreement": 0.9},
     # squad/ float variants (SavedModel, TFLite float and GPU, ONNX float) vs the
     # converted model + SQuAD head in memory: converters reorder float32 sums.
     "squad_float": {"max_rel": 1e-4},

@@ -22,7 +22,8 @@ from hub_export.finetune.config import EXPORT_RECORD
 from hub_export.finetune.config import FinetuneError
 
 SERVING_OUTPUTS = ("probabilities", "label")
-# Pairs of the training file the .tflite is verified on (besides PROBE_PAIRS).
+# Training pairs that calibrate the int8 .tflite; the verification pairs follow them.
+TFLITE_CALIBRATION_PAIRS = 100
 TFLITE_VERIFICATION_PAIRS = 200
 PROBE_PAIRS = (
     ("And he said, Mama, I'm home.", "He didn't say a word."),
@@ -163,10 +164,11 @@ def export_classifier(export_dir: str, *, bundle_dir: str, checkpoint: str, seq_
     * attributes `label_names` (string [3]) and `seq_length` (int32), non-trainable;
     * the file `config.EXPORT_RECORD` beside saved_model.pb: the run it came from
       (`config.export_record`);
-    * with `tflite_pairs`, beside them the on-device file of `hub_export.finetune.mobile`
-      (`classifier.tflite`, float, and `tflite_manifest.json`): the same strings in,
-      `probabilities` and `label_id` out, checked in LiteRT's interpreter against this
-      SavedModel (`mobile.export.write_verified`) before anything is published.
+    * with `tflite_pairs`, beside them the on-device files of `hub_export.finetune.mobile`
+      (`classifier.tflite` float, `classifier_int8.tflite`, `tflite_manifest.json`): the
+      same strings in, `probabilities` and `label_id` out, each checked in LiteRT's
+      interpreter against this SavedModel (`mobile.export.write_verified`) before
+      anything is published.
   Loading needs `import tensorflow_text` (the tokenizer's ops).
 
   It is written through `publish.atomic_directory(export_dir)`: saved into a staging
@@ -183,8 +185,9 @@ def export_classifier(export_dir: str, *, bundle_dir: str, checkpoint: str, seq_
     seq_length: S the classifier packs pairs to.
     dropout_rate: as in training (inactive at serving; the model must match the
       checkpoint).
-    tflite_pairs: None (no .tflite file), or (premise, hypothesis) str pairs: the file
-      is verified on `PROBE_PAIRS` plus the first `TFLITE_VERIFICATION_PAIRS` of them.
+    tflite_pairs: None (no .tflite files), or (premise, hypothesis) str pairs: the first
+      `TFLITE_CALIBRATION_PAIRS` calibrate the int8 file; the files are verified on
+      `PROBE_PAIRS` plus up to `TFLITE_VERIFICATION_PAIRS` of the pairs after those.
     log: receives the final line with the measured probe difference.
 
   Returns:
@@ -269,7 +272,9 @@ def _write_tflite(work, reloaded, *, bundle_dir, encoder, head, seq_length, pair
   """The on-device files in `work`, checked against the reloaded SavedModel `reloaded`."""
   from hub_export.finetune.mobile import export as mobile_export  # pylint: disable=g-import-not-at-top
   from hub_export.finetune.mobile import weights as mobile_weights  # pylint: disable=g-import-not-at-top
-  verify_pairs = list(PROBE_PAIRS) + pairs[:TFLITE_VERIFICATION_PAIRS]
+  calibration = pairs[:TFLITE_CALIBRATION_PAIRS] or list(PROBE_PAIRS)
+  verify_pairs = list(PROBE_PAIRS) + pairs[TFLITE_CALIBRATION_PAIRS:][
+      :TFLITE_VERIFICATION_PAIRS]
   reference = reloaded.signatures["serving_default"](
       premise=tf.constant([p for p, _ in verify_pairs]),
       hypothesis=tf.constant([h for _, h in verify_pairs]))["probabilities"].numpy()
@@ -279,5 +284,6 @@ def _write_tflite(work, reloaded, *, bundle_dir, encoder, head, seq_length, pair
     do_lower_case = bool(json.load(f)["do_lower_case"])
   mobile_export.write_verified(
       work, weights=weights, vocab_file=os.path.join(bundle_dir, "checkpoint", "vocab.txt"),
-      do_lower_case=do_lower_case, seq_length=seq_length, pairs=verify_pairs,
+      do_lower_case=do_lower_case, seq_length=seq_length, calibration=calibration,
+      pairs=verify_pairs,
       reference=reference, log=log)

@@ -59,8 +59,9 @@ _FLAGS = (
     ("checkpoint_every", "integer", "Checkpoint every N steps."),
     ("export_dir", "string", "Write the serving classifier SavedModel here (with "
      "--engine=keras_hub: the fine-tuned classifier's keras-hub preset)."),
-    ("tflite", "boolean", "With --export_dir: also write classifier.tflite (float, "
-     "tokenizer inside) beside the SavedModel, verified in LiteRT against it."),
+    ("tflite", "boolean", "With --export_dir: also write classifier.tflite (float) and "
+     "classifier_int8.tflite beside the SavedModel, tokenizer inside, each verified in "
+     "LiteRT against it."),
     ("engine", "enum", "saved_model: train on encoder/ (tf.distribute, resumable); "
      "keras_hub: keras-hub compile + fit of the bundle's keras_hub/ preset on the "
      "KERAS_BACKEND (tensorflow, jax or torch)."),

@@ -83,8 +83,8 @@ class FinetuneConfig:
       tf.distribute, resumable) or "keras_hub" (`keras_hub_fit`: the bundle's keras-hub
       preset, `compile` + `fit` on the KERAS_BACKEND).
     tflite: with `export_dir` (engine "saved_model"), also write the on-device
-      `classifier.tflite` (float, tokenizer inside) beside the SavedModel
-      (`hub_export.finetune.mobile`).
+      `classifier.tflite` (float) and `classifier_int8.tflite`, tokenizer inside, beside
+      the SavedModel (`hub_export.finetune.mobile`).
   """
   bundle_dir: str
   model_dir: str

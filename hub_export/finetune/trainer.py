@@ -52,8 +52,8 @@ same command.
 Outputs in `model_dir`: checkpoints, TensorBoard summaries (`train/`, `eval/`),
 `run_config.json`, `eval/results.json`, `eval/results.md`, `eval/accuracy.png`; with
 `export_dir`, the serving classifier SavedModel (`classifier.export_classifier`) and,
-with `tflite`, its on-device float `.tflite`, verified on the first training pairs
-(`hub_export.finetune.mobile`).
+with `tflite`, its on-device `.tflite` files (float and int8), calibrated and verified
+on the first training pairs (`hub_export.finetune.mobile`).
 """
 
 import dataclasses
@@ -339,7 +339,7 @@ def run(cfg: FinetuneConfig, *, log: Callable[[str], None] = print,
     else:
       pairs = None
       if cfg.tflite:
-        n = classifier.TFLITE_VERIFICATION_PAIRS
+        n = classifier.TFLITE_CALIBRATION_PAIRS + classifier.TFLITE_VERIFICATION_PAIRS
         pairs = list(zip(train.premises[:n], train.hypotheses[:n]))
       export_dir = classifier.export_classifier(
           cfg.export_dir, bundle_dir=cfg.bundle_dir,

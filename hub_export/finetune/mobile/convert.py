@@ -3,15 +3,16 @@ in one graph, string inputs `premise` and `hypothesis` [1], outputs `probabiliti
 float32 [1, 3] and `label_id` int32 [1].
 
 * float (`FLOAT_FILE`): `forward.NliForward` in float, converted as it is.
-* int8 (`INT8_FILE`, `convert_int8`; not written by the export): the SQuAD package's
-  int8 form for XNNPACK (`hub_export.squad.tflite_export.INT8_FILE`): int8 activations
-  with SOFTMAX in float (`INT8_FLOAT_OPS`), per-channel int8 FULLY_CONNECTED weights,
-  NoNorm outputs equalized (`hub_export.squad.equalization`), the attention products'
-  right-hand operands with zero point 0 (`quant_rewrite.zero_point_zero_matmul_rhs`),
-  calibrated on premise/hypothesis pairs through the tokenizer itself. TensorFlow
-  2.20's TFLite calibrator, running this graph with the tensorflow-text kernels, kills
-  the process with SIGFPE on some runs (about half of the runs with 20 pairs, every run
-  of 64 seen; a 3-pair run passed twice), so the export does not call it.
+* int8 (`INT8_FILE`): the SQuAD package's int8 form for XNNPACK
+  (`hub_export.squad.tflite_export.INT8_FILE`): int8 activations with SOFTMAX in float
+  (`INT8_FLOAT_OPS`), per-channel int8 FULLY_CONNECTED weights, NoNorm outputs
+  equalized (`hub_export.squad.equalization`), the attention products' right-hand
+  operands with zero point 0 (`quant_rewrite.zero_point_zero_matmul_rhs`). It is
+  calibrated here (`calibrate`): the float graph runs in LiteRT's interpreter on
+  premise/hypothesis pairs, tokenizer included, and every float32 activation's min and
+  max go into the flatbuffer, the input TFLite's quantizer takes (the format of TFLite's
+  own calibrator, whose in-process run of this graph with the tensorflow-text kernels
+  dies with SIGFPE on some runs in TensorFlow 2.20).
 
 Both use TFLite builtins plus the tensorflow-text ops of
 `preprocessors.tflite.ALLOWED_CUSTOM_OPS` (no Flex); the tokenizer is
@@ -93,11 +94,51 @@ def convert_float(weights: weights_lib.NliWeights, *, vocab: vocab_lib.Vocab,
   return content
 
 
+def calibrate(model_content: bytes, pairs: Sequence[Tuple[str, str]]) -> bytes:
+  """The float model with every float32 activation's calibration (min, max) recorded.
+
+  Runs `model_content` in LiteRT (tensorflow-text kernels, all tensors preserved) on each
+  (premise, hypothesis) pair and stores, for every float32 tensor without a constant
+  buffer, the min and max it took in its `QuantizationParameters` (the calibrated-model
+  input of TFLite's quantizer).
+
+  Raises:
+    ValueError: no pairs.
+  """
+  if not pairs:
+    raise ValueError("the int8 calibration set is empty; pass at least one "
+                     "(premise, hypothesis) pair")
+  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
+  interpreter = litert.InterpreterWithCustomOps(
+      model_content=model_content, experimental_preserve_all_tensors=True,
+      custom_op_registerers=tf_text.tflite_registrar.SELECT_TFTEXT_OPS)
+  run = interpreter.get_signature_runner()
+  model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_content))
+  graph = model.subgraphs[0]
+  activations = [i for i, t in enumerate(graph.tensors)
+                 if t.type == schema.TensorType.FLOAT32 and
+                 (model.buffers[t.buffer].data is None or not len(model.buffers[t.buffer].data))]
+  ranges = {}
+  for premise, hypothesis in pairs:
+    run(premise=np.array([premise.encode("utf-8")], dtype=object),
+        hypothesis=np.array([hypothesis.encode("utf-8")], dtype=object))
+    for i in activations:
+      value = interpreter.get_tensor(i)
+      if value.size:
+        lo, hi = ranges.get(i, (np.inf, -np.inf))
+        ranges[i] = (min(lo, float(value.min())), max(hi, float(value.max())))
+  for i, (lo, hi) in ranges.items():
+    params = schema.QuantizationParametersT()
+    params.min, params.max = [lo], [hi]
+    graph.tensors[i].quantization = params
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 def convert_int8(weights: weights_lib.NliWeights, calibration: Sequence[Tuple[str, str]], *,
                  vocab: vocab_lib.Vocab, do_lower_case: bool, seq_length: int) -> bytes:
   """`INT8_FILE`'s content, calibrated on `calibration` (premise, hypothesis) pairs.
-
-  Runs TFLite's calibrator in this process; it may die with SIGFPE (module docstring).
 
   Raises:
     ValueError: no calibration pairs, or an op outside the allowed ones.
@@ -117,23 +158,14 @@ def convert_int8(weights: weights_lib.NliWeights, calibration: Sequence[Tuple[st
   fwd = forward_lib.NliForward(weights, seq_length=seq_length,
                                options=squad_forward.ForwardOptions(quantized=True),
                                equalization=eq)
-  conv = _converter(classify_function(fwd, encode), fwd)
-
-  def dataset():
-    for p, h in calibration:
-      yield {"premise": np.array([p.encode("utf-8")], dtype=object),
-             "hypothesis": np.array([h.encode("utf-8")], dtype=object)}
-  conv.optimizations = [tf.lite.Optimize.DEFAULT]
-  conv.representative_dataset = dataset
-  conv.inference_output_type = tf.float32
-  # The calibrator runs the graph, tokenizer included: it needs tensorflow-text's kernels.
-  conv.target_spec._experimental_custom_op_registerers = list(  # pylint: disable=protected-access
-      tf_text.tflite_registrar.SELECT_TFTEXT_OPS)
-  debugger = tf.lite.experimental.QuantizationDebugger(
-      converter=conv, debug_dataset=dataset,
-      debug_options=tf.lite.experimental.QuantizationDebugOptions(
-          denylisted_ops=list(squad_tflite.INT8_FLOAT_OPS)))
-  content = debugger.get_nondebug_quantized_model()
+  calibrated = calibrate(_converter(classify_function(fwd, encode), fwd).convert(),
+                         calibration)
+  # TFLite's quantizer on the calibrated model, as tf.lite.experimental.
+  # QuantizationDebugger.get_nondebug_quantized_model calls it.
+  from tensorflow.lite.python import convert as tflite_convert  # pylint: disable=g-import-not-at-top
+  content = tflite_convert.mlir_quantize(
+      calibrated, fully_quantize=False,
+      denylisted_ops=list(squad_tflite.INT8_FLOAT_OPS))
   content, _ = quant_rewrite.zero_point_zero_matmul_rhs(content)
   preprocessor_tflite.check_tflite_ops(content)
   return content

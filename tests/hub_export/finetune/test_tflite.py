@@ -50,8 +50,7 @@ def test_export_writes_both_files_with_their_figures_and_no_flex_op(trained):
   export_dir = trained["cfg"].export_dir
   with open(os.path.join(export_dir, mobile_export.MANIFEST)) as f:
     manifest = json.load(f)
-  assert sorted(manifest["files"]) == [convert.FLOAT_FILE]
-  assert not os.path.exists(os.path.join(export_dir, convert.INT8_FILE))
+  assert sorted(manifest["files"]) == sorted([convert.FLOAT_FILE, convert.INT8_FILE])
   assert manifest["seq_length"] == trained["cfg"].seq_length
   for name, entry in manifest["files"].items():
     content = _read(export_dir, name)
@@ -80,15 +79,32 @@ def test_float_file_equals_the_saved_model_in_15_languages(trained, xnli_pairs,
                                 np.argmax(saved_model_probabilities, axis=-1))
 
 
+def test_int8_file_holds_its_gate_in_15_languages(trained, xnli_pairs,
+                                                  saved_model_probabilities):
+  model = runner.NliTfliteClassifier(_read(trained["cfg"].export_dir, convert.INT8_FILE))
+  got = model.classify(*xnli_pairs)
+  figures = mobile_export._figures(got, saved_model_probabilities)  # pylint: disable=protected-access
+  assert figures["pairs"] == 15 * PAIRS_PER_LANGUAGE
+  mobile_export.check_figures(convert.INT8_FILE, figures, "nli_tflite_int8")
+  # Not the float file under another name: int8 weights make it several times smaller.
+  assert len(_read(trained["cfg"].export_dir, convert.INT8_FILE)) < \
+      0.6 * len(_read(trained["cfg"].export_dir, convert.FLOAT_FILE))
+
+
 def test_empty_and_very_long_strings(trained):
   export_dir = trained["cfg"].export_dir
   premises = ["", "Der Hund schläft. " * 400, "", "東京は日本の首都です。" * 300]
   hypotheses = ["", "Ein Tier ruht.", "Nothing at all.", ""]
   want = tf.saved_model.load(export_dir).signatures["serving_default"](
       premise=tf.constant(premises), hypothesis=tf.constant(hypotheses))
-  got = runner.NliTfliteClassifier(_read(export_dir, convert.FLOAT_FILE)).classify(
-      premises, hypotheses)
-  np.testing.assert_allclose(got["probabilities"], want["probabilities"].numpy(), atol=1e-5)
+  for name in (convert.FLOAT_FILE, convert.INT8_FILE):
+    got = runner.NliTfliteClassifier(_read(export_dir, name)).classify(premises, hypotheses)
+    if name == convert.FLOAT_FILE:
+      np.testing.assert_allclose(got["probabilities"], want["probabilities"].numpy(),
+                                 atol=1e-5)
+    else:  # runs and gives probabilities
+      assert got["probabilities"].shape == (4, 3)
+      np.testing.assert_allclose(got["probabilities"].sum(-1), 1.0, atol=1e-2)
 
 
 def test_wrong_inputs_give_clear_errors(trained):
