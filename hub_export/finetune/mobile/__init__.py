@@ -1,10 +1,11 @@
-"""The fine-tuned NLI classifier on the phone: `.tflite` that takes the two strings.
+"""The fine-tuned NLI classifier on the phone: `.tflite` files that take the two strings.
 
 Modules:
   weights.py   the fine-tuned classifier's weights under canonical names (`NliWeights`)
   forward.py   `NliForward`: the classifier written out op by op for the converters
   convert.py   the float and int8 `.tflite` conversions (tokenizer, packing, network)
   runner.py    running a file in LiteRT's interpreter (`NliTfliteClassifier`)
-  export.py    `write_verified`: converts, writes and verifies the float file beside the
+  export.py    `write_verified`: converts, writes and verifies both files beside the
                SavedModel classifier
+  evaluate.py  `python -m hub_export.finetune.mobile.evaluate`: every variant on XNLI
 """
