@@ -5,11 +5,15 @@ r"""Latency of the on-device NLI classifier files, float against int8, per pair.
 
 Each file is loaded once per thread count (LiteRT, XNNPACK, tensorflow-text ops
 registered). Pairs: a short one (about 20 tokens), a medium one (about 60) and one that
-fills any seq_length (truncated). In every round each file classifies each pair once, in
-turn (interleaved rounds, so a slow spell hits every file alike); the figure is the
-median over rounds in ms per pair, and the ratio is the first file's time over each
-file's, median of the within-round ratios. Prints the CPU's 8-bit dot-product flags, the
-file sizes, one Markdown table and one JSON line. No test depends on these times.
+fills any seq_length (truncated). Each file classifies each pair two ways: at its trained
+length (`classify_<S>` for the longest S) and `fit` (the `tokenize` signature, then the
+shortest `classify_<S>` the pair fits in: `runner.FIT`). In every round every variant
+classifies each pair once, in turn (interleaved rounds, so a slow spell hits every
+variant alike); the figure is the median over rounds in ms per pair; `x first` is the
+first file's time over this file's in the same mode and `x trained` this file's trained
+length time over this mode's, medians of the within-round ratios. Prints the CPU's 8-bit
+dot-product flags, the file sizes, one Markdown table and one JSON line. No test
+depends on these times.
 """
 
 import argparse
@@ -52,27 +56,36 @@ def main(argv) -> int:
     for f in args.files:
       with open(f, "rb") as fh:
         models.append(runner.NliTfliteClassifier(fh.read(), num_threads=threads))
-    times = {(n, k): [] for n in names for k in PAIRS}
+    trained = max(models[0].seq_lengths)
+    modes = [runner.FIT, trained]
+    times = {(n, mode, k): [] for n in names for mode in modes for k in PAIRS}
+    chosen = {}
     for r in range(args.rounds + 1):  # round 0 warms up
       for k, (p, h) in PAIRS.items():
         for n, m in zip(names, models):
-          start = time.perf_counter()
-          m.classify([p], [h])
-          if r:
-            times[(n, k)].append((time.perf_counter() - start) * 1e3)
-          time.sleep(args.gap_s)
+          for mode in modes:
+            start = time.perf_counter()
+            out = m.classify([p], [h], seq_length=mode)
+            if r:
+              times[(n, mode, k)].append((time.perf_counter() - start) * 1e3)
+            chosen[(mode, k)] = int(out["seq_length"][0])
+            time.sleep(args.gap_s)
     for k in PAIRS:
-      base = times[(names[0], k)]
       for n in names:
-        ratio = statistics.median(b / t for b, t in zip(base, times[(n, k)]))
-        results.append(dict(threads=threads, pair=k, file=n,
-                            ms=round(statistics.median(times[(n, k)]), 2),
-                            ratio=round(ratio, 2)))
-  print(f"| threads | pair | file | ms per pair | x {names[0]} |")
-  print("|---|---|---|---:|---:|")
+        for mode in modes:
+          mine = times[(n, mode, k)]
+          first = times[(names[0], mode, k)]
+          full = times[(n, trained, k)]
+          results.append(dict(
+              threads=threads, pair=k, file=n, mode=str(mode),
+              seq_length=chosen[(mode, k)], ms=round(statistics.median(mine), 2),
+              x_first=round(statistics.median(b / t for b, t in zip(first, mine)), 2),
+              x_trained=round(statistics.median(b / t for b, t in zip(full, mine)), 2)))
+  print(f"| threads | pair | file | mode | S | ms per pair | x {names[0]} | x trained S |")
+  print("|---|---|---|---|---:|---:|---:|---:|")
   for row in results:
-    print(f"| {row['threads']} | {row['pair']} | {row['file']} | {row['ms']} | "
-          f"{row['ratio']} |")
+    print(f"| {row['threads']} | {row['pair']} | {row['file']} | {row['mode']} | "
+          f"{row['seq_length']} | {row['ms']} | {row['x_first']} | {row['x_trained']} |")
   print(json.dumps({"cpu_dot_product_flags": flags, "rounds": args.rounds,
                     "results": results}))
   return 0

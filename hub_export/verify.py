@@ -33,8 +33,9 @@ TOLERANCES = {
     # The fine-tuned serving classifier vs the restored in-memory classifier:
     # max |probability difference| (probabilities are in [0, 1]), labels identical.
     "classifier": {"max_abs_probability": 1e-5},
-    # The classifier's float .tflite (tokenizer, packing and network in one graph) vs the
-    # serving classifier SavedModel: the same ids, float32 sums reordered.
+    # The classifier's float .tflite (tokenizer, packing and network in one graph), each
+    # classify_<S> signature vs the serving classifier SavedModel packing to S: the same
+    # ids, float32 sums reordered.
     "nli_tflite_float": {"max_abs_probability": 1e-5, "min_label_agreement": 1.0},
     # Its int8 .tflite: the publishing gate is label agreement (a collapsed quantization
     # agrees on about a third). Probability differences are recorded, not gated: near its

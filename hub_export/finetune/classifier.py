@@ -166,9 +166,10 @@ def export_classifier(export_dir: str, *, bundle_dir: str, checkpoint: str, seq_
       (`config.export_record`);
     * with `tflite_pairs`, beside them the on-device files of `hub_export.finetune.mobile`
       (`classifier.tflite` float, `classifier_int8.tflite`, `tflite_manifest.json`): the
-      same strings in, `probabilities` and `label_id` out, each checked in LiteRT's
-      interpreter against this SavedModel (`mobile.export.write_verified`) before
-      anything is published.
+      same strings in, `probabilities` and `label_id` out, one signature per packed
+      length (`mobile.convert.seq_lengths`) and a `tokenize` signature, each checked
+      in LiteRT's interpreter against this SavedModel (`mobile.export.write_verified`)
+      before anything is published.
   Loading needs `import tensorflow_text` (the tokenizer's ops).
 
   It is written through `publish.atomic_directory(export_dir)`: saved into a staging
@@ -275,9 +276,20 @@ def _write_tflite(work, reloaded, *, bundle_dir, encoder, head, seq_length, pair
   calibration = pairs[:TFLITE_CALIBRATION_PAIRS] or list(PROBE_PAIRS)
   verify_pairs = list(PROBE_PAIRS) + pairs[TFLITE_CALIBRATION_PAIRS:][
       :TFLITE_VERIFICATION_PAIRS]
-  reference = reloaded.signatures["serving_default"](
-      premise=tf.constant([p for p, _ in verify_pairs]),
-      hypothesis=tf.constant([h for _, h in verify_pairs]))["probabilities"].numpy()
+  premises = tf.constant([p for p, _ in verify_pairs])
+  hypotheses = tf.constant([h for _, h in verify_pairs])
+
+  def reference(s):
+    """The reloaded SavedModel's probabilities and features at packed length s."""
+    features = input_pipeline.pack_pairs(reloaded.preprocessor, premises, hypotheses, s)
+    if s == seq_length:  # What the SavedModel serves.
+      probabilities = reloaded.signatures["serving_default"](
+          premise=premises, hypothesis=hypotheses)["probabilities"]
+    else:  # Its parts at another length.
+      pooled = reloaded.encoder(features, training=False)["pooled_output"]
+      probabilities = tf.nn.softmax(tf.matmul(pooled, reloaded.kernel) + reloaded.bias)
+    return probabilities.numpy(), {k: v.numpy() for k, v in features.items()}
+
   weights = mobile_weights.load_nli_weights(bundle_dir, encoder, head.kernel.numpy(),
                                             head.bias.numpy())
   with open(os.path.join(bundle_dir, "manifest.json"), encoding="utf-8") as f:
@@ -285,5 +297,4 @@ def _write_tflite(work, reloaded, *, bundle_dir, encoder, head, seq_length, pair
   mobile_export.write_verified(
       work, weights=weights, vocab_file=os.path.join(bundle_dir, "checkpoint", "vocab.txt"),
       do_lower_case=do_lower_case, seq_length=seq_length, calibration=calibration,
-      pairs=verify_pairs,
-      reference=reference, log=log)
+      pairs=verify_pairs, reference=reference, log=log)

@@ -33,10 +33,11 @@ _ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 @functools.lru_cache(maxsize=None)
-def _environment() -> jinja2.Environment:
-  """Jinja2 for Markdown: no HTML escaping, block tags own their lines, undefined raises."""
+def environment(root: str = _ROOT) -> jinja2.Environment:
+  """Jinja2 for Markdown templates under `root` (default: this package's): no HTML
+  escaping, block tags own their lines, `#%` line statements, undefined raises."""
   env = jinja2.Environment(
-      loader=jinja2.FileSystemLoader(_ROOT), autoescape=False, trim_blocks=True,
+      loader=jinja2.FileSystemLoader(root), autoescape=False, trim_blocks=True,
       lstrip_blocks=True, keep_trailing_newline=True, line_statement_prefix="#%",
       undefined=jinja2.StrictUndefined)
   env.filters["fmt"] = format  # `{{ n | fmt(",") }}` is Python's f"{n:,}".
@@ -131,7 +132,7 @@ def render(manifest: dict, sections: Sequence[str] = ()) -> str:
     KeyError, jinja2.UndefinedError: the manifest lacks a field the card shows.
     ValueError: a section is not a str or does not start with a "## " heading.
   """
-  return _environment().get_template(TEMPLATE).render(_context(manifest, sections))
+  return environment().get_template(TEMPLATE).render(_context(manifest, sections))
 
 
 def snippet(name: str, manifest: dict) -> str:
@@ -142,4 +143,4 @@ def snippet(name: str, manifest: dict) -> str:
   """
   if name not in SNIPPETS:
     raise ValueError(f"snippet {name!r} is not one of {SNIPPETS}")
-  return _environment().get_template(f"snippets/{name}").render(_context(manifest, ()))
+  return environment().get_template(f"snippets/{name}").render(_context(manifest, ()))

@@ -59,7 +59,7 @@ def zero_point_zero_matmul_rhs(model_content: bytes) -> Tuple[bytes, List[Requan
   float BATCH_MATMULs are left alone.
 
   Args:
-    model_content: a `.tflite` flatbuffer (subgraph 0 is rewritten).
+    model_content: a `.tflite` flatbuffer (every subgraph is rewritten).
 
   Returns:
     (the rewritten flatbuffer, one `Requantized` per rewritten operand).
@@ -71,50 +71,50 @@ def zero_point_zero_matmul_rhs(model_content: bytes) -> Tuple[bytes, List[Requan
       message names the tensor.
   """
   m = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_content))
-  sub = m.subgraphs[0]
   names = [OP_NAMES.get(max(c.builtinCode, c.deprecatedBuiltinCode), "?")
            for c in m.operatorCodes]
-  producer = {t: op for op in sub.operators for t in op.outputs}
   done = []
-  for op in sub.operators:
-    if names[op.opcodeIndex] != "BATCH_MATMUL":
-      continue
-    rhs = sub.tensors[op.inputs[1]]
-    q = rhs.quantization
-    if rhs.type != _INT8 or q is None or q.scale is None or len(q.scale) == 0:
-      continue
-    label = rhs.name.decode()
-    if len(q.scale) != 1:
-      raise ValueError(f"BATCH_MATMUL operand {label!r} is per-channel quantized "
-                       f"({len(q.scale)} scales); expected one scale per tensor")
-    scale, zero = float(q.scale[0]), int(q.zeroPoint[0])
-    if zero == 0:
-      continue
-    chain = [op.inputs[1]]
-    while True:
-      src = producer.get(chain[-1])
-      kind = names[src.opcodeIndex] if src is not None else "a model input"
-      if kind in _SAME_PARAMS:
-        chain.append(src.inputs[0])
+  for sub in m.subgraphs:
+    producer = {t: op for op in sub.operators for t in op.outputs}
+    for op in sub.operators:
+      if names[op.opcodeIndex] != "BATCH_MATMUL":
         continue
-      if kind not in _FREE_OUTPUT:
-        raise ValueError(f"BATCH_MATMUL operand {label!r} is computed by {kind}, whose "
-                         "output quantization cannot change; only the outputs of "
-                         f"{', '.join(_FREE_OUTPUT)} (through {', '.join(_SAME_PARAMS)}) "
-                         "can be given zero point 0")
-      break
-    for t in chain:
-      tq = sub.tensors[t].quantization
-      if len(tq.scale) != 1 or float(tq.scale[0]) != scale or int(tq.zeroPoint[0]) != zero:
-        raise ValueError(f"tensor {sub.tensors[t].name.decode()!r} on the way to "
-                         f"BATCH_MATMUL operand {label!r} has quantization "
-                         f"({list(tq.scale)}, {list(tq.zeroPoint)}), not its input's "
-                         f"({scale}, {zero})")
-    lo, hi = scale * (-128 - zero), scale * (127 - zero)
-    new_scale = max(abs(lo), abs(hi)) / 127.0
-    for t in chain:
-      sub.tensors[t].quantization.scale = [new_scale]
-      sub.tensors[t].quantization.zeroPoint = [0]
-    done.append(Requantized(tensors=tuple(sub.tensors[t].name.decode() for t in chain),
-                            old=(scale, zero), new=(new_scale, 0)))
+      rhs = sub.tensors[op.inputs[1]]
+      q = rhs.quantization
+      if rhs.type != _INT8 or q is None or q.scale is None or len(q.scale) == 0:
+        continue
+      label = rhs.name.decode()
+      if len(q.scale) != 1:
+        raise ValueError(f"BATCH_MATMUL operand {label!r} is per-channel quantized "
+                         f"({len(q.scale)} scales); expected one scale per tensor")
+      scale, zero = float(q.scale[0]), int(q.zeroPoint[0])
+      if zero == 0:
+        continue
+      chain = [op.inputs[1]]
+      while True:
+        src = producer.get(chain[-1])
+        kind = names[src.opcodeIndex] if src is not None else "a model input"
+        if kind in _SAME_PARAMS:
+          chain.append(src.inputs[0])
+          continue
+        if kind not in _FREE_OUTPUT:
+          raise ValueError(f"BATCH_MATMUL operand {label!r} is computed by {kind}, whose "
+                           "output quantization cannot change; only the outputs of "
+                           f"{', '.join(_FREE_OUTPUT)} (through {', '.join(_SAME_PARAMS)}) "
+                           "can be given zero point 0")
+        break
+      for t in chain:
+        tq = sub.tensors[t].quantization
+        if len(tq.scale) != 1 or float(tq.scale[0]) != scale or int(tq.zeroPoint[0]) != zero:
+          raise ValueError(f"tensor {sub.tensors[t].name.decode()!r} on the way to "
+                           f"BATCH_MATMUL operand {label!r} has quantization "
+                           f"({list(tq.scale)}, {list(tq.zeroPoint)}), not its input's "
+                           f"({scale}, {zero})")
+      lo, hi = scale * (-128 - zero), scale * (127 - zero)
+      new_scale = max(abs(lo), abs(hi)) / 127.0
+      for t in chain:
+        sub.tensors[t].quantization.scale = [new_scale]
+        sub.tensors[t].quantization.zeroPoint = [0]
+      done.append(Requantized(tensors=tuple(sub.tensors[t].name.decode() for t in chain),
+                              old=(scale, zero), new=(new_scale, 0)))
   return bytes(flatbuffer_utils.convert_object_to_bytearray(m)), done

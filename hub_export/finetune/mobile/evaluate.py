@@ -28,6 +28,7 @@ from hub_export.finetune import config  # pylint: disable=g-import-not-at-top
 from hub_export.finetune import data  # pylint: disable=g-import-not-at-top
 from hub_export.finetune import results  # pylint: disable=g-import-not-at-top
 from hub_export.finetune.mobile import convert  # pylint: disable=g-import-not-at-top
+from hub_export.finetune.mobile import runner  # pylint: disable=g-import-not-at-top
 
 REFERENCE = "saved_model"
 TFLITE_FILES = {"float": convert.FLOAT_FILE, "int8": convert.INT8_FILE}
@@ -82,15 +83,33 @@ def _saved_model_predictor(classifier_dir: str) -> Callable:
   return predict
 
 
-def _tflite_predictor(path: str, num_threads: int) -> Callable:
-  from hub_export.finetune.mobile import runner  # pylint: disable=g-import-not-at-top
+def _tflite_predictor(path: str, num_threads: int, seq_length) -> Callable:
   with open(path, "rb") as f:
-    return runner.NliTfliteClassifier(f.read(), num_threads=num_threads).classify
+    model = runner.NliTfliteClassifier(f.read(), num_threads=num_threads)
+  return lambda premises, hypotheses: model.classify(premises, hypotheses,
+                                                     seq_length=seq_length)
+
+
+def parse_seq_length(value: str):
+  """--tflite_seq_length: "default" -> None, "fit" -> `runner.FIT`, digits -> int.
+
+  Raises:
+    UsageError: anything else (names the value and the choices).
+  """
+  if value == "default":
+    return None
+  if value == runner.FIT:
+    return runner.FIT
+  if value.isdigit():
+    return int(value)
+  raise UsageError(f"--tflite_seq_length={value!r}; expected 'default' (the file's "
+                   "default), 'fit' (each pair at the shortest signature it fits in) or "
+                   "a signature's length such as 128")
 
 
 def evaluate(files: Dict[str, str], eval_files: Dict[str, str], *,
              max_examples: Optional[int] = None, num_threads: int = 1,
-             log: Callable[[str], None] = print) -> dict:
+             seq_length=None, log: Callable[[str], None] = print) -> dict:
   """Runs every variant on every language's pairs.
 
   Args:
@@ -98,6 +117,8 @@ def evaluate(files: Dict[str, str], eval_files: Dict[str, str], *,
     eval_files: {lang: XTREME .tsv file or `tfds:` spec} (`data.eval_files`), table order.
     max_examples: score only the first N pairs per language (None: all).
     num_threads: LiteRT interpreter threads.
+    seq_length: the .tflite variants' `runner.NliTfliteClassifier.classify`
+      `seq_length` (None: the file's default; "fit"; or a signature's length).
     log: receives one line per language and variant.
 
   Returns:
@@ -110,10 +131,11 @@ def evaluate(files: Dict[str, str], eval_files: Dict[str, str], *,
 
   Raises:
     data.NliDataError, FileNotFoundError: a bad evaluation file.
-    ValueError: a .tflite file LiteRT cannot run as the classifier.
+    ValueError: a .tflite file LiteRT cannot run as the classifier, or a
+      `seq_length` it has no signature for.
   """
   predictors = {v: _saved_model_predictor(p) if v == REFERENCE else
-                _tflite_predictor(p, num_threads) for v, p in files.items()}
+                _tflite_predictor(p, num_threads, seq_length) for v, p in files.items()}
   rows = []
   for lang, path in eval_files.items():
     examples = data.load_examples(path, limit=max_examples)
@@ -217,6 +239,10 @@ def define_flags() -> flags.FlagValues:
                        "language.", lower_bound=1, flag_values=fv)
   flags.DEFINE_integer("num_threads", 1, "LiteRT interpreter threads.", lower_bound=1,
                        flag_values=fv)
+  flags.DEFINE_string("tflite_seq_length", "default", "Length the .tflite variants pack "
+                      "pairs to: default (the file's: 'fit' with model_garden masking, "
+                      "else the trained length), fit (each pair at the shortest "
+                      "signature it fits in), or a signature's length.", flag_values=fv)
   flags.DEFINE_list("variants", list(VARIANTS), f"Variants to score, among {list(VARIANTS)}"
                     f"; {REFERENCE} is required (the agreement reference).", flag_values=fv)
   for name in ("classifier_dir", "eval_dir", "output_dir"):
@@ -242,9 +268,12 @@ def run_main(argv: Sequence[str]) -> int:
     files = variant_files(fv.classifier_dir, fv.variants)
     eval_files = data.eval_files(languages=fv.eval_languages, eval_dir=fv.eval_dir,
                                  split=fv.eval_split)
+    seq_length = parse_seq_length(fv.tflite_seq_length)
     table = evaluate(files, eval_files, max_examples=fv.max_eval_examples,
-                     num_threads=fv.num_threads, log=lambda line: print(line, flush=True))
+                     num_threads=fv.num_threads, seq_length=seq_length,
+                     log=lambda line: print(line, flush=True))
     table.update(classifier_dir=os.path.abspath(fv.classifier_dir), split=fv.eval_split,
+                 tflite_seq_length=fv.tflite_seq_length,
                  max_eval_examples=fv.max_eval_examples, eval_files=eval_files,
                  variant_files=files)
     paths = write_results(fv.output_dir, table)

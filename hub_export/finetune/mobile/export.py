@@ -1,23 +1,32 @@
 """`write_verified`: the classifier's `.tflite` files, written and checked on disk.
 
 Each file is read back and run in LiteRT's interpreter (`runner.NliTfliteClassifier`) on
-the verification pairs and compared with the SavedModel classifier's probabilities on the
-same pairs, by its row of `verify.TOLERANCES` (max |probability difference| <=
-`max_abs_probability`, label agreement >= `min_label_agreement`):
-  * `nli_tflite_float` for `convert.FLOAT_FILE`: 1e-5 and the same labels;
-  * `nli_tflite_int8` for `convert.INT8_FILE`: the publishing gate (label agreement).
-Neither may need an op outside TFLite's builtins and the tensorflow-text kernels
+the verification pairs and compared with the SavedModel classifier on the same pairs:
+  * its `tokenize` signature's `input_word_ids`, `input_mask` and `input_type_ids` are
+    the SavedModel preprocessor's, id for id (`FinetuneError` otherwise);
+  * each `classify_<S>` signature's probabilities are the SavedModel classifier's parts
+    (its preprocessor packing to S, its encoder and head) run at S, by the file's row of
+    `verify.TOLERANCES` (max |probability difference| <= `max_abs_probability`, label
+    agreement >= `min_label_agreement`): `nli_tflite_float` for `convert.FLOAT_FILE`
+    (1e-5 and the same labels), `nli_tflite_int8` for `convert.INT8_FILE` (the
+    publishing gate, label agreement);
+  * `runner.FIT` (each pair at the shortest length it fits in) against the SavedModel's
+    `serving_default` (trained length): gated by the same row when the attention
+    masking is "model_garden" (padding has no weight, so the lengths agree), recorded
+    as `fit_vs_trained` when it is "original".
+Neither file may need an op outside TFLite's builtins and the tensorflow-text kernels
 (`preprocessors.tflite.check_tflite_ops`: no Flex).
 """
 
 import json
 import os
-from typing import Callable, Sequence, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
 
 from hub_export import verify
 from hub_export.finetune.config import FinetuneError
+from hub_export.finetune.mobile import card
 from hub_export.finetune.mobile import convert
 from hub_export.finetune.mobile import runner
 from hub_export.finetune.mobile import weights as weights_lib
@@ -53,7 +62,8 @@ def check_figures(name: str, figures: dict, row: str) -> None:
 def write_verified(directory: str, *, weights: weights_lib.NliWeights, vocab_file: str,
                    do_lower_case: bool, seq_length: int,
                    calibration: Sequence[Tuple[str, str]],
-                   pairs: Sequence[Tuple[str, str]], reference: np.ndarray,
+                   pairs: Sequence[Tuple[str, str]],
+                   reference: Callable[[int], Tuple[np.ndarray, Dict[str, np.ndarray]]],
                    log: Callable[[str], None] = print) -> dict:
   """Converts, writes and checks `convert.FLOAT_FILE` and `convert.INT8_FILE`.
 
@@ -61,27 +71,38 @@ def write_verified(directory: str, *, weights: weights_lib.NliWeights, vocab_fil
     directory: an existing directory (the classifier export's staging directory).
     weights: the fine-tuned classifier (`weights.load_nli_weights`).
     vocab_file, do_lower_case: the bundle's tokenizer.
-    seq_length: the classifier's trained S; the files pack pairs to it.
+    seq_length: the classifier's trained S (the longest signature; see
+      `convert.seq_lengths`).
     calibration: (premise, hypothesis) str pairs the int8 file is calibrated on.
     pairs: verification (premise, hypothesis) str pairs, distinct from `calibration`.
-    reference: the SavedModel classifier's probabilities on `pairs`, float32 [N, 3].
+    reference: S -> (the SavedModel classifier's probabilities float32 [N, 3] on
+      `pairs` packed to S, its packed `convert.FEATURE_NAMES` int32 [N, S]); at the
+      trained S, its `serving_default` outputs.
     log: one line per step.
 
   Returns:
-    The manifest (also written to `MANIFEST`): per file its bytes, figures and the
-    `verify.TOLERANCES` row applied.
+    The manifest (also written to `MANIFEST`): signatures, lengths, masking, and per
+    file its bytes, figures per signature, `fit_vs_trained` and the
+    `verify.TOLERANCES` row applied. The model-card section `card.ON_DEVICE_CARD` is
+    written from it.
 
   Raises:
-    FinetuneError: a file disagrees beyond its row.
+    FinetuneError: a file's ids differ, or it disagrees beyond its row (names the
+      signature and the figures).
     ValueError: an op outside the builtins and tensorflow-text kernels; no calibration.
   """
   vocab = vocab_lib.load_vocab(vocab_file)
   premises = [p for p, _ in pairs]
   hypotheses = [h for _, h in pairs]
+  lengths = convert.seq_lengths(seq_length)
+  references = {s: reference(s) for s in lengths}
+  trained_probabilities, trained_features = references[seq_length]
+  exact_fit = weights.encoder.attention_mask == "model_garden"
   files = {}
   for name, row in ((convert.FLOAT_FILE, "nli_tflite_float"),
                     (convert.INT8_FILE, "nli_tflite_int8")):
-    log(f"{name}: converting (seq_length {seq_length}) ...")
+    log(f"{name}: converting (signatures {convert.TOKENIZE}, "
+        f"{', '.join(convert.signature_key(s) for s in lengths)}) ...")
     if name == convert.FLOAT_FILE:
       content = convert.convert_float(weights, vocab=vocab, do_lower_case=do_lower_case,
                                       seq_length=seq_length)
@@ -93,18 +114,62 @@ def write_verified(directory: str, *, weights: weights_lib.NliWeights, vocab_fil
       f.write(content)
     with open(path, "rb") as f:  # Verify what is on disk.
       on_disk = f.read()
-    got = runner.NliTfliteClassifier(on_disk).classify(premises, hypotheses)
-    figures = _figures(got, np.asarray(reference, np.float32))
-    check_figures(name, figures, row)
-    log(f"{name}: {len(on_disk) / 1e6:.1f} MB, {figures['pairs']} pairs, max |probability "
-        f"difference| {figures['max_abs_probability']:.2e}, label agreement "
-        f"{figures['label_agreement']:.3f}")
-    files[name] = {"bytes": len(on_disk), "figures": figures,
+    model = runner.NliTfliteClassifier(on_disk)
+    _check_ids(name, model.tokenize(premises, hypotheses), trained_features, pairs)
+    per_signature = {}
+    for s in lengths:
+      key = convert.signature_key(s)
+      figures = _figures(model.classify(premises, hypotheses, seq_length=s),
+                         np.asarray(references[s][0], np.float32))
+      check_figures(f"{name} signature {key}", figures, row)
+      per_signature[key] = figures
+    fit = model.classify(premises, hypotheses, seq_length=runner.FIT)
+    fit_figures = _figures(fit, np.asarray(trained_probabilities, np.float32))
+    fit_figures["pairs_per_seq_length"] = {
+        str(s): int(np.sum(fit["seq_length"] == s)) for s in lengths}
+    if exact_fit:
+      check_figures(f"{name} ({runner.FIT!r}: each pair at the shortest length it fits)",
+                    fit_figures, row)
+    trained = per_signature[convert.signature_key(seq_length)]
+    log(f"{name}: {len(on_disk) / 1e6:.1f} MB, {trained['pairs']} pairs, ids identical; "
+        + "; ".join(f"{k} max |probability difference| {f['max_abs_probability']:.2e}, "
+                    f"label agreement {f['label_agreement']:.3f}"
+                    for k, f in per_signature.items())
+        + f"; {runner.FIT!r} vs the trained length: max |probability difference| "
+        f"{fit_figures['max_abs_probability']:.2e}, label agreement "
+        f"{fit_figures['label_agreement']:.3f}"
+        + ("" if exact_fit else " (recorded: 'original' masking gives padding weight)"))
+    files[name] = {"bytes": len(on_disk), "figures": trained, "signatures": per_signature,
+                   "fit_vs_trained": fit_figures, "fit_vs_trained_gated": exact_fit,
                    "tolerance": {row: verify.TOLERANCES[row]}}
-  manifest = {"seq_length": seq_length, "attention_mask": weights.encoder.attention_mask,
+  manifest = {
+      "seq_length": seq_length, "seq_lengths": list(lengths),
+      "attention_mask": weights.encoder.attention_mask,
+      "signatures": {
+          convert.TOKENIZE: {
+              "inputs": {n: "string [1]" for n in convert.INPUT_NAMES},
+              "outputs": {**{k: f"int32 [1, {seq_length}]" for k in convert.FEATURE_NAMES},
+                          "num_tokens": "int32 [1]"}},
+          **{convert.signature_key(s): {
               "inputs": {n: "string [1]" for n in convert.INPUT_NAMES},
               "outputs": {"probabilities": "float32 [1, 3]", "label_id": "int32 [1]"},
-              "calibration_pairs": len(calibration), "files": files}
+              "seq_length": s} for s in lengths}},
+      "default_seq_length": (runner.FIT if exact_fit else seq_length),
+      "calibration_pairs": len(calibration), "files": files}
   with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as f:
     json.dump(manifest, f, indent=2)
+  with open(os.path.join(directory, card.ON_DEVICE_CARD), "w", encoding="utf-8") as f:
+    f.write(card.render(manifest, do_lower_case=do_lower_case))
   return manifest
+
+
+def _check_ids(name, got, want, pairs):
+  """Raises FinetuneError naming the first pair whose packed features differ."""
+  for k in convert.FEATURE_NAMES:
+    same = np.all(got[k] == np.asarray(want[k]), axis=-1)
+    if got[k].shape != np.shape(want[k]) or not same.all():
+      i = int(np.argmin(same)) if got[k].shape == np.shape(want[k]) else 0
+      raise FinetuneError(
+          f"{name} signature {convert.TOKENIZE!r}: {k} differs from the SavedModel "
+          f"preprocessor's on pair {i} {pairs[i]!r}: {got[k][i].tolist()} vs "
+          f"{np.asarray(want[k])[i].tolist()}")

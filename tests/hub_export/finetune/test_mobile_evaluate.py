@@ -92,6 +92,7 @@ def test_a_missing_file_is_named_unless_its_variant_is_excluded(trained, tmp_pat
     ("--eval_languages=en,xx", "--eval_languages=en,xx: ['xx'] are not XNLI languages"),
     ("--variants=float,int8", "--variants=float,int8 must be distinct names among"),
     ("--num_threads=0", "num_threads"),
+    ("--tflite_seq_length=short", "--tflite_seq_length='short'; expected 'default'"),
 ])
 def test_bad_flags_are_usage_errors_naming_the_value(run, flag, match, capsys):
   _, argv = run
@@ -107,3 +108,18 @@ def test_a_missing_eval_file_is_named(run, tmp_path, capsys):
   assert evaluate.run_main(argv + [f"--eval_dir={tmp_path}", "--eval_split=test"]) == 1
   [line] = _error_lines(capsys.readouterr().err)
   assert f"evaluation files not found: ar: {tmp_path / 'test-ar.tsv'}" in line
+
+
+def test_the_tflite_variants_run_at_the_length_asked(run, tmp_path, capsys):
+  _, argv = run
+  argv = argv[:-1] + [f"--output_dir={tmp_path}", "--eval_languages=de",
+                      "--variants=saved_model,float"]
+  assert evaluate.run_main(argv + ["--tflite_seq_length=16"]) == 0
+  with open(tmp_path / "results.json", encoding="utf-8") as f:
+    table = json.load(f)
+  assert table["tflite_seq_length"] == "16"
+  # Packed to 16 tokens, most XNLI pairs are cut: not the SavedModel's (trained 32) input.
+  assert table["languages"][0]["variants"]["float"]["max_abs_probability"] > 1e-5
+  assert evaluate.run_main(argv + ["--tflite_seq_length=64"]) == 1
+  [line] = _error_lines(capsys.readouterr().err)
+  assert "seq_length=64; this file has classify signatures for [16, 32]" in line
