@@ -64,10 +64,16 @@ NNAPI_INT8_OPS = {
 
 
 
-def interpreter(model_content: bytes, num_threads: int = 1):
-  """A LiteRT interpreter (`ai_edge_litert`, XNNPACK CPU) with tensors allocated."""
+def interpreter(model_content: bytes, num_threads: int = 1, custom_op_registerers=None):
+  """A LiteRT interpreter (`ai_edge_litert`, XNNPACK CPU) with tensors allocated; with
+  `custom_op_registerers` (e.g. tensorflow-text's `SELECT_TFTEXT_OPS`) those kernels too."""
   from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
-  interp = litert.Interpreter(model_content=model_content, num_threads=num_threads)
+  if custom_op_registerers:
+    interp = litert.InterpreterWithCustomOps(
+        model_content=model_content, num_threads=num_threads,
+        custom_op_registerers=custom_op_registerers)
+  else:
+    interp = litert.Interpreter(model_content=model_content, num_threads=num_threads)
   interp.allocate_tensors()
   return interp
 
@@ -327,8 +333,10 @@ def io_details(model_content: bytes) -> dict:
                            for i in range(len(interp.get_output_details()))]}
 
 
-def xnnpack_placement(model_content: bytes, num_threads: int = 1) -> dict:
-  """Where LiteRT runs each op: inside XNNPACK partitions or on its builtin kernels.
+def xnnpack_placement(model_content: bytes, num_threads: int = 1,
+                      custom_op_registerers=None) -> dict:
+  """Where LiteRT runs each op of subgraph 0: inside XNNPACK partitions or on its
+  builtin kernels (custom ops: `interpreter`'s `custom_op_registerers`).
 
   The interpreter (`interpreter`, XNNPACK applied by default) lists after delegation
   the model's own nodes and one `DELEGATE` node per XNNPACK partition
@@ -341,7 +349,8 @@ def xnnpack_placement(model_content: bytes, num_threads: int = 1) -> dict:
     dict `partitions` (int, number of XNNPACK partitions), `outside` (op name ->
     number of nodes run outside XNNPACK, sorted by name), `nodes` (model nodes).
   """
-  interp = interpreter(model_content, num_threads=num_threads)
+  interp = interpreter(model_content, num_threads=num_threads,
+                       custom_op_registerers=custom_op_registerers)
   nodes = interp._get_ops_details()  # pylint: disable=protected-access
   partitions = [n for n in nodes if n["op_name"] == "DELEGATE"]
   own = [n for n in nodes if n["op_name"] != "DELEGATE"]

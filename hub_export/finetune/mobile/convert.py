@@ -59,6 +59,7 @@ from hub_export.squad import equalization as equalization_lib
 from hub_export.squad import forward as squad_forward
 from hub_export.squad import quant_rewrite
 from hub_export.squad import tflite_export as squad_tflite
+from hub_export.squad import tflite_graph
 from preprocessors import packing
 from preprocessors import tflite as preprocessor_tflite
 from preprocessors import tokenizer as tokenizer_lib
@@ -277,7 +278,9 @@ def calibrate(model_content: bytes, pairs: Sequence[Tuple[str, str]]) -> bytes:
         if value.size:
           lo, hi = seen.get(i, (np.inf, -np.inf))
           seen[i] = (min(lo, float(value.min())), max(hi, float(value.max())))
+  _cover_table_terms(model, ranges)
   _share_ranges(model, ranges)
+  _widen_add_inputs(model, ranges)
   for index, seen in ranges.items():
     for i, (lo, hi) in seen.items():
       params = schema.QuantizationParametersT()
@@ -336,6 +339,73 @@ def _share_ranges(model, ranges) -> None:
     hi = max(ranges[g][t][1] for g, t in members)
     for g, t in members:
       ranges[g][t] = (lo, hi)
+
+
+_SHAPE_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE", "BROADCAST_TO")
+
+
+def _op_name(model, op) -> str:
+  code = model.operatorCodes[op.opcodeIndex]
+  return tflite_graph.OP_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
+
+
+def _cover_table_terms(model, ranges) -> None:
+  """Makes, in place, each ADD's output range hold its input plus any value of a
+  constant table the other input is looked up from.
+
+  The padding mask is such a term: a GATHER from the constant [[mask value], [0]] by
+  input_mask, added to the attention scores. Calibration pairs may fill a signature's
+  length and never show the mask value there; without this, int8 would clip it and
+  the padded keys of shorter pairs would not be masked.
+  """
+  for index, seen in ranges.items():
+    graph = model.subgraphs[index]
+    table = {}  # tensor -> (min, max) of the constant table it is looked up from
+    for op in graph.operators:
+      name = _op_name(model, op)
+      first = int(op.inputs[0]) if len(op.inputs) else -1
+      if name == "GATHER" and first >= 0 and _constant(model, graph.tensors[first]) and \
+          graph.tensors[first].type == schema.TensorType.FLOAT32:
+        values = np.frombuffer(bytes(model.buffers[graph.tensors[first].buffer].data),
+                               np.float32)
+        table[op.outputs[0]] = (float(values.min()), float(values.max()))
+      elif name in _SHAPE_OPS and first in table:
+        table[op.outputs[0]] = table[first]
+      elif name == "ADD" and op.outputs[0] in seen:
+        for t, other in ((op.inputs[0], op.inputs[1]), (op.inputs[1], op.inputs[0])):
+          if t in table and other in seen:
+            lo, hi = seen[op.outputs[0]]
+            seen[op.outputs[0]] = (min(lo, seen[other][0] + table[t][0]),
+                                   max(hi, seen[other][1] + table[t][1]))
+            if t in seen:
+              seen[t] = (min(seen[t][0], table[t][0]), max(seen[t][1], table[t][1]))
+
+
+# XNNPACK runs an int8 ADD only if each input's scale over the output's is at least
+# 2^-10 (`CheckTensorsInputOutputScale` in XNNPACK's TFLite delegate); below it the ADD
+# runs on TFLite's reference kernel and splits the XNNPACK partition. Calibrated ranges
+# are widened to twice that ratio.
+MIN_ADD_INPUT_TO_OUTPUT_RANGE = 2.0 ** -9
+
+
+def _widen_add_inputs(model, ranges) -> None:
+  """Widens, in place, each ADD input range narrower than `MIN_ADD_INPUT_TO_OUTPUT_RANGE`
+  times the output's (about its middle).
+
+  Such an input is a small term added to a large one (an untrained model's attention
+  scores plus the padding mask's -64): the int8 output's step is already coarser than the
+  whole input range, so the wider input range loses nothing the output kept.
+  """
+  for index, seen in ranges.items():
+    for op in model.subgraphs[index].operators:
+      if _op_name(model, op) != "ADD" or op.outputs[0] not in seen:
+        continue
+      lo, hi = seen[op.outputs[0]]
+      need = (hi - lo) * MIN_ADD_INPUT_TO_OUTPUT_RANGE
+      for t in op.inputs:
+        if t in seen and seen[t][1] - seen[t][0] < need:
+          middle = (seen[t][0] + seen[t][1]) / 2
+          seen[t] = (middle - need / 2, middle + need / 2)
 
 
 def convert_int8(weights: weights_lib.NliWeights, calibration: Sequence[Tuple[str, str]], *,

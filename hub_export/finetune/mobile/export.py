@@ -131,7 +131,9 @@ def write_verified(directory: str, *, weights: weights_lib.NliWeights, vocab_fil
       check_figures(f"{name} ({runner.FIT!r}: each pair at the shortest length it fits)",
                     fit_figures, row)
     trained = per_signature[convert.signature_key(seq_length)]
-    log(f"{name}: {len(on_disk) / 1e6:.1f} MB, {trained['pairs']} pairs, ids identical; "
+    placement = _xnnpack_placement(on_disk)
+    log(f"{name}: {len(on_disk) / 1e6:.1f} MB, {trained['pairs']} pairs, ids identical, "
+        f"{placement['partitions']} XNNPACK partition(s) in {placement['signature']}; "
         + "; ".join(f"{k} max |probability difference| {f['max_abs_probability']:.2e}, "
                     f"label agreement {f['label_agreement']:.3f}"
                     for k, f in per_signature.items())
@@ -141,6 +143,7 @@ def write_verified(directory: str, *, weights: weights_lib.NliWeights, vocab_fil
         + ("" if exact_fit else " (recorded: 'original' masking gives padding weight)"))
     files[name] = {"bytes": len(on_disk), "figures": trained, "signatures": per_signature,
                    "fit_vs_trained": fit_figures, "fit_vs_trained_gated": exact_fit,
+                   "xnnpack": placement,
                    "tolerance": {row: verify.TOLERANCES[row]}}
   manifest = {
       "seq_length": seq_length, "seq_lengths": list(lengths),
@@ -161,6 +164,18 @@ def write_verified(directory: str, *, weights: weights_lib.NliWeights, vocab_fil
   with open(os.path.join(directory, card.ON_DEVICE_CARD), "w", encoding="utf-8") as f:
     f.write(card.render(manifest, do_lower_case=do_lower_case))
   return manifest
+
+
+def _xnnpack_placement(content: bytes) -> dict:
+  """{"signature": the signature of subgraph 0, "partitions": its XNNPACK partitions}
+  (`hub_export.squad.tflite_analysis.xnnpack_placement`; one means every network op
+  runs in XNNPACK, the tokenizer and packing ops beside it)."""
+  import tensorflow_text as tf_text  # pylint: disable=g-import-not-at-top
+  from hub_export.squad import tflite_analysis  # pylint: disable=g-import-not-at-top
+  first = {i: k for k, i in convert.signature_keys(content).items()}[0]
+  placement = tflite_analysis.xnnpack_placement(
+      content, custom_op_registerers=tf_text.tflite_registrar.SELECT_TFTEXT_OPS)
+  return {"signature": first, "partitions": placement["partitions"]}
 
 
 def _check_ids(name, got, want, pairs):
