@@ -25,7 +25,12 @@ The two files:
   tokenizer included, and every float32 activation's min and max go into the
   flatbuffer, the input TFLite's quantizer takes (the format of TFLite's own
   calibrator, whose in-process run of this graph with the tensorflow-text kernels dies
-  with SIGFPE on some runs in TensorFlow 2.20).
+  with SIGFPE on some runs in TensorFlow 2.20). Three adjustments of those ranges
+  follow: the padding mask's value stays representable at every length
+  (`_cover_table_terms`), tensors computed alike in several signatures share one range
+  so their int8 constants stay shared (`_share_ranges`), and no ADD input is too narrow
+  for XNNPACK's int8 ADD (`_widen_add_inputs`), so the network runs in one XNNPACK
+  partition.
 
 Both use TFLite builtins plus the tensorflow-text ops of
 `preprocessors.tflite.ALLOWED_CUSTOM_OPS` (no Flex); the tokenizer is
@@ -246,8 +251,8 @@ def calibrate(model_content: bytes, pairs: Sequence[Tuple[str, str]]) -> bytes:
   Runs each `classify_<S>` signature of `model_content` in LiteRT (tensorflow-text
   kernels, all tensors preserved) on each (premise, hypothesis) pair and stores, for
   every float32 tensor of its subgraph without a constant buffer, the min and max it
-  took in its `QuantizationParameters` (the calibrated-model input of TFLite's
-  quantizer).
+  took (adjusted as the module docstring says) in its `QuantizationParameters` (the
+  calibrated-model input of TFLite's quantizer).
 
   Raises:
     ValueError: no pairs.
