@@ -38,6 +38,6 @@ def render(manifest: dict, *, do_lower_case: bool) -> str:
       "seq_length": manifest["seq_length"], "seq_lengths": manifest["seq_lengths"],
       "labels": ", ".join(data.LABELS), "label_list": list(data.LABELS),
       "fit": manifest["default_seq_length"] == runner.FIT,
-      "fit_agreement": f"{float_fit['label_agreement']:.3f}",
+      "fit_agreement": f"{100 * float_fit['label_agreement']:.1f}%",
       "fit_max": f"{float_fit['max_abs_probability']:.1e}"}
   return model_card.environment(_ROOT).get_template(TEMPLATE).render(context)
