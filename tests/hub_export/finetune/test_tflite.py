@@ -275,3 +275,14 @@ def test_on_device_card_shows_the_figures_and_its_python_block_runs(trained, tmp
   assert done.returncode == 0, done.stderr[-2000:]
   label, _ = done.stdout.strip().splitlines()[-1].split(" ", 1)
   assert label in data.LABELS
+
+
+def test_signature_lengths_and_selection():
+  assert convert.seq_lengths(128) == (32, 64, 128)
+  assert convert.seq_lengths(32) == (16, 32)
+  assert convert.seq_lengths(20) == (20,)
+  assert convert.seq_lengths(384) == (96, 192, 384)
+  with pytest.raises(ValueError, match="seq_length=2; expected an int >= 3"):
+    convert.seq_lengths(2)
+  assert [convert.select_seq_length(n, (32, 64, 128)) for n in (3, 32, 33, 128, 500)] == \
+      [32, 32, 64, 128, 128]
