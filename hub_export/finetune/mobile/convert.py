@@ -77,6 +77,7 @@ FEATURE_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 TOKENIZE = "tokenize"
 CLASSIFY_PREFIX = "classify_"
 MIN_SEQ_LENGTH = 16
+FIT = "fit"  # Each pair at the shortest `classify_<S>` it fits in (`select_seq_length`).
 MAX_SIGNATURES = 3
 # The flatbuffer metadata entry (`Model.metadata`, UTF-8 JSON) that says how the file's
 # lengths relate: {"trained_seq_length": int, "seq_lengths": [int, ...],
@@ -104,6 +105,13 @@ def signature_key(seq_length: int) -> str:
   return f"{CLASSIFY_PREFIX}{seq_length}"
 
 
+def default_seq_length(attention_mask: str, trained: int):
+  """The length that gives the SavedModel classifier's results: `FIT` with
+  "model_garden" masking (padding has no weight), else `trained` ("original": padding
+  has weight, `checkpoints.attention_mask`)."""
+  return FIT if attention_mask == "model_garden" else trained
+
+
 def select_seq_length(num_tokens: int, lengths: Sequence[int]) -> int:
   """The shortest of `lengths` that holds `num_tokens` (the pair's untruncated length,
   `tokenize`'s output), or the longest (the pair is truncated there, as the SavedModel
@@ -112,19 +120,25 @@ def select_seq_length(num_tokens: int, lengths: Sequence[int]) -> int:
   return fits[0] if fits else max(lengths)
 
 
-def pair_encoder(vocab: vocab_lib.Vocab, *, do_lower_case: bool, seq_length: int
-                 ) -> Callable:
-  """premise, hypothesis string [B] -> dict of `FEATURE_NAMES` int32 [B, seq_length],
-  with the TFLite-compatible tokenizer (the preprocessor's `bert_pack_pair`)."""
-  tokenizer = tokenizer_lib.ParityBertTokenizer(
-      vocab.tokens, do_lower_case=do_lower_case, unk_id=vocab.special_ids["unk_id"],
-      tflite_compatible=True)
-  ids = packing.special_token_ids(vocab.special_ids)
+class PairPacker:
+  """The SavedModel classifier's tokenization and packing of a pair, in TFLite ops.
 
-  def encode(premise, hypothesis):
-    return packing.bert_pack_inputs(
-        [tokenizer.tokenize(premise), tokenizer.tokenize(hypothesis)], seq_length, **ids)
-  return encode
+  `segments(premise, hypothesis)` (string [B] each) -> the two int32 RaggedTensors
+  [B, (words), (wordpieces)] of the TFLite-compatible tokenizer; `pack(segments, S)` ->
+  dict of `FEATURE_NAMES` int32 [B, S] (the preprocessor's `bert_pack_pair`).
+  """
+
+  def __init__(self, vocab: vocab_lib.Vocab, *, do_lower_case: bool):
+    self._tokenizer = tokenizer_lib.ParityBertTokenizer(
+        vocab.tokens, do_lower_case=do_lower_case, unk_id=vocab.special_ids["unk_id"],
+        tflite_compatible=True)
+    self._ids = packing.special_token_ids(vocab.special_ids)
+
+  def segments(self, premise, hypothesis):
+    return [self._tokenizer.tokenize(premise), self._tokenizer.tokenize(hypothesis)]
+
+  def pack(self, segments, seq_length: int) -> dict:
+    return packing.bert_pack_inputs(segments, seq_length, **self._ids)
 
 
 _SPECS = [tf.TensorSpec([1], tf.string, name=n) for n in INPUT_NAMES]
@@ -136,28 +150,24 @@ def _named(fn: Callable, name: str):
   return tf.function(fn, input_signature=_SPECS, autograph=False).get_concrete_function()
 
 
-def classify_function(fwd: forward_lib.NliForward, encode: Callable, seq_length: int):
+def classify_function(fwd: forward_lib.NliForward, packer: PairPacker, seq_length: int):
   """The concrete function `signature_key(seq_length)`: premise, hypothesis string [1]
   -> `forward.OUTPUT_NAMES`."""
 
   def classify(premise, hypothesis):
-    f = encode(premise, hypothesis)
+    f = packer.pack(packer.segments(premise, hypothesis), seq_length)
     out = fwd(input_ids=f["input_word_ids"], input_mask=f["input_mask"],
               segment_ids=f["input_type_ids"])
     return {k: tf.identity(out[k], name=k) for k in forward_lib.OUTPUT_NAMES}
   return _named(classify, signature_key(seq_length))
 
 
-def tokenize_function(vocab: vocab_lib.Vocab, *, do_lower_case: bool, seq_length: int):
+def tokenize_function(packer: PairPacker, seq_length: int):
   """The concrete function `TOKENIZE` (see the module docstring)."""
-  tokenizer = tokenizer_lib.ParityBertTokenizer(
-      vocab.tokens, do_lower_case=do_lower_case, unk_id=vocab.special_ids["unk_id"],
-      tflite_compatible=True)
-  ids = packing.special_token_ids(vocab.special_ids)
 
   def tokenize(premise, hypothesis):
-    segments = [tokenizer.tokenize(premise), tokenizer.tokenize(hypothesis)]
-    f = packing.bert_pack_inputs(segments, seq_length, **ids)
+    segments = packer.segments(premise, hypothesis)
+    f = packer.pack(segments, seq_length)
     out = {k: tf.identity(f[k], name=k) for k in FEATURE_NAMES}
     count = tf.add_n([tf.size(s.flat_values) for s in segments]) + 3
     out["num_tokens"] = tf.reshape(count, [1], name="num_tokens")
@@ -175,15 +185,14 @@ def _convert(functions, trackable) -> bytes:
 def _classifier_graph(weights, vocab, do_lower_case, lengths, options=None,
                       equalization=None) -> bytes:
   """The float flatbuffer with `tokenize` and one `classify_<S>` per S in `lengths`."""
+  packer = PairPacker(vocab, do_lower_case=do_lower_case)
   functions, forwards = [], []
   for s in lengths:
     fwd = forward_lib.NliForward(weights, seq_length=s, options=options,
                                  equalization=equalization)
-    encode = pair_encoder(vocab, do_lower_case=do_lower_case, seq_length=s)
-    functions.append(classify_function(fwd, encode, s))
+    functions.append(classify_function(fwd, packer, s))
     forwards.append(fwd)
-  functions.append(tokenize_function(vocab, do_lower_case=do_lower_case,
-                                     seq_length=max(lengths)))
+  functions.append(tokenize_function(packer, max(lengths)))
   trackable = tf.Module()
   trackable.forwards = forwards
   return _convert(functions, trackable)
@@ -221,10 +230,10 @@ def read_metadata(content: bytes) -> dict:
 
 
 def signature_keys(content: bytes) -> dict:
-  """{signature key: subgraph index} of a flatbuffer."""
-  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
-  model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
-  return {d.signatureKey.decode(): d.subgraphIndex for d in model.signatureDefs or []}
+  """{signature key: subgraph index} of a flatbuffer (read in place, not copied)."""
+  model = schema.Model.GetRootAs(content, 0)
+  return {model.SignatureDefs(i).SignatureKey().decode():
+          model.SignatureDefs(i).SubgraphIndex() for i in range(model.SignatureDefsLength())}
 
 
 def convert_float(weights: weights_lib.NliWeights, *, vocab: vocab_lib.Vocab,
@@ -424,8 +433,9 @@ def convert_int8(weights: weights_lib.NliWeights, calibration: Sequence[Tuple[st
   if not calibration:
     raise ValueError("the int8 calibration set is empty; pass at least one "
                      "(premise, hypothesis) pair")
-  encode = pair_encoder(vocab, do_lower_case=do_lower_case, seq_length=seq_length)
-  features = [encode(tf.constant([p]), tf.constant([h])) for p, h in calibration]
+  packer = PairPacker(vocab, do_lower_case=do_lower_case)
+  features = [packer.pack(packer.segments(tf.constant([p]), tf.constant([h])), seq_length)
+              for p, h in calibration]
   eq = None
   if weights.encoder.config.normalization_type == "no_norm":
     eq = equalization_lib.calibrate_equalization(

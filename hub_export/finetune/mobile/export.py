@@ -97,7 +97,8 @@ def write_verified(directory: str, *, weights: weights_lib.NliWeights, vocab_fil
   lengths = convert.seq_lengths(seq_length)
   references = {s: reference(s) for s in lengths}
   trained_probabilities, trained_features = references[seq_length]
-  exact_fit = weights.encoder.attention_mask == "model_garden"
+  default = convert.default_seq_length(weights.encoder.attention_mask, seq_length)
+  exact_fit = default == convert.FIT
   files = {}
   for name, row in ((convert.FLOAT_FILE, "nli_tflite_float"),
                     (convert.INT8_FILE, "nli_tflite_int8")):
@@ -157,7 +158,7 @@ def write_verified(directory: str, *, weights: weights_lib.NliWeights, vocab_fil
               "inputs": {n: "string [1]" for n in convert.INPUT_NAMES},
               "outputs": {"probabilities": "float32 [1, 3]", "label_id": "int32 [1]"},
               "seq_length": s} for s in lengths}},
-      "default_seq_length": (runner.FIT if exact_fit else seq_length),
+      "default_seq_length": default,
       "calibration_pairs": len(calibration), "files": files}
   with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as f:
     json.dump(manifest, f, indent=2)

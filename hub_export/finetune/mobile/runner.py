@@ -7,7 +7,7 @@ import tensorflow_text as tf_text
 
 from hub_export.finetune.mobile import convert
 
-FIT = "fit"  # `classify(seq_length=FIT)`: the shortest signature each pair fits in.
+FIT = convert.FIT
 
 
 class NliTfliteClassifier:
@@ -87,8 +87,8 @@ class NliTfliteClassifier:
         file has no signature for (names the value and the choices).
     """
     if seq_length is None:
-      seq_length = (FIT if self.metadata["attention_mask"] == "model_garden"
-                    else self.metadata["trained_seq_length"])
+      seq_length = convert.default_seq_length(self.metadata["attention_mask"],
+                                              self.metadata["trained_seq_length"])
     if seq_length != FIT and seq_length not in self._runners:
       raise ValueError(f"seq_length={seq_length!r}; this file has classify signatures for "
                        f"{list(self.seq_lengths)} (or pass {FIT!r} to choose per pair, "
